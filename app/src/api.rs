@@ -1,0 +1,436 @@
+//! The HTTP API's request and response bodies, shared by the server (which serialises them) and
+//! the browser (which deserialises them), so the two cannot drift apart. DESIGN.md's
+//! "Contracts" section is the human-readable twin of this file.
+
+use serde::{Deserialize, Serialize};
+
+/// Limits checked at the edge; the UI shows them too.
+pub mod limits {
+    pub const MESSAGE_MAX_CHARS: usize = 32_000;
+    pub const TITLE_MAX_CHARS: usize = 200;
+    pub const PROMPT_MAX_CHARS: usize = 2_000;
+    pub const MAX_IMAGES_PER_CALL: u32 = 10;
+    pub const JSON_BODY_MAX_BYTES: usize = 1024 * 1024;
+    pub const AGENT_NAME_MAX_CHARS: usize = 100;
+    pub const AGENT_TEXT_MAX_CHARS: usize = 20_000;
+}
+
+/// `{"error": {"code": "...", "message": "..."}}`, the body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// The per-conversation (and per-agent) switches for Easel's built-in tools.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InternalTools {
+    #[serde(default)]
+    pub image_creation: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Conversation {
+    pub id: String,
+    pub title: String,
+    pub agent_id: Option<String>,
+    pub model: Option<String>,
+    pub internal_tools: InternalTools,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    pub updated_at: String,
+    /// A run still producing the last assistant message, so a returning client can re-attach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_run_id: Option<String>,
+}
+
+/// `GET /api/conversations/{id}`: the conversation with its messages in order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConversationDetail {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    pub id: String,
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+    /// `running`, `complete`, `cancelled` or `failed`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default)]
+    pub images: Vec<Image>,
+    #[serde(default)]
+    pub tool_calls: Vec<ToolCallRecord>,
+    pub created_at: String,
+}
+
+/// A tool call the assistant made, with the short text result the LLM saw.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ToolCallRecord {
+    pub id: String,
+    pub name: String,
+    /// The arguments as the LLM sent them (JSON text, possibly invalid).
+    pub arguments: String,
+    pub result: String,
+    #[serde(default)]
+    pub is_error: bool,
+}
+
+/// An image of the history. Either `b64` (inline, the default) or `url` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Image {
+    pub id: String,
+    pub mime: String,
+    pub width: u32,
+    pub height: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub thumbnail_url: String,
+    pub metadata: ImageMetadata,
+}
+
+/// How an image was made: enough to make it again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ImageMetadata {
+    pub model: String,
+    /// The prompt as sent to the engine (with the style's template applied).
+    pub prompt: String,
+    #[serde(default)]
+    pub negative_prompt: String,
+    pub seed: u64,
+    pub steps: u32,
+    pub sampler: String,
+    pub schedule: String,
+    pub guidance: f32,
+    pub width: u32,
+    pub height: u32,
+    /// The tool's arguments as validated (the user's prompt before the style template, n, …).
+    #[serde(default)]
+    pub tool_arguments: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_image_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateConversation {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub internal_tools: Option<InternalTools>,
+}
+
+/// `PATCH /api/conversations/{id}`: every field optional; `model: null` resets to the default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateConversation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub model: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_tools: Option<InternalTools>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostMessage {
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PostMessageResponse {
+    pub message_id: String,
+    pub assistant_message_id: String,
+    pub run_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LlmModel {
+    /// `provider/model`, or `direct`.
+    pub id: String,
+    pub name: String,
+    pub provider: String,
+    #[serde(default)]
+    pub default: bool,
+    /// Whether the model is offered tools (all OpenAI-compatible ones are; `direct` paints itself).
+    pub tools: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageModelInfo {
+    pub id: String,
+    pub name: String,
+    pub family: String,
+    pub default_size: String,
+    pub allowed_sizes: Vec<String>,
+    pub max_size: u32,
+    pub samplers: Vec<String>,
+    pub default_sampler: String,
+    pub default_guidance: f32,
+    pub steps: QualitySteps,
+    /// Whether the model can edit images (has a VAE encoder).
+    pub edit: bool,
+    /// Set when the folder could not be loaded; the model is listed but unusable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QualitySteps {
+    pub auto: u32,
+    pub low: u32,
+    pub medium: u32,
+    pub high: u32,
+}
+
+/// `GET /api/models`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelsResponse {
+    pub llm: Vec<LlmModel>,
+    pub image: Vec<ImageModelInfo>,
+    /// True when at least one image model is usable, so the UI may offer "Image creation".
+    pub image_creation_available: bool,
+    #[serde(default)]
+    pub styles: Vec<StyleInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StyleInfo {
+    pub id: String,
+    pub name: String,
+}
+
+/// `GET /api/health`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub database: String,
+    pub image_engine: EngineHealth,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EngineHealth {
+    /// `ready`, `no_models` or `unavailable` (ONNX Runtime could not be loaded).
+    pub status: String,
+    pub execution_provider: String,
+    pub models: Vec<String>,
+    pub models_loaded: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub queue_length: usize,
+}
+
+// ----- agents -----
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AgentMeta {
+    #[serde(default)]
+    pub internal_tools: InternalTools,
+}
+
+/// `POST /api/agents` and `PUT /api/agents/{id}` (PUT saves a new version).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub instructions: String,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub meta: AgentMeta,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub instructions: String,
+    pub model: Option<String>,
+    pub meta: AgentMeta,
+    pub version: u32,
+    pub version_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentVersion {
+    pub id: String,
+    pub version: u32,
+    pub name: String,
+    pub description: String,
+    pub instructions: String,
+    pub model: Option<String>,
+    pub meta: AgentMeta,
+    pub created_at: String,
+    pub current: bool,
+}
+
+// ----- run events (SSE `event:` names; `data:` is one of these) -----
+
+pub mod events {
+    //! Names and payloads of the run events (DESIGN.md "Run events").
+    use serde::{Deserialize, Serialize};
+
+    pub const RUN_STARTED: &str = "run.started";
+    pub const MESSAGE_DELTA: &str = "message.delta";
+    pub const TOOL_CALL: &str = "tool.call";
+    pub const IMAGE_QUEUED: &str = "image.queued";
+    pub const IMAGE_PROGRESS: &str = "image.progress";
+    pub const IMAGE_DONE: &str = "image.done";
+    pub const TOOL_RESULT: &str = "tool.result";
+    pub const MESSAGE_DONE: &str = "message.done";
+    pub const RUN_ERROR: &str = "run.error";
+    pub const RUN_CANCELLED: &str = "run.cancelled";
+    pub const RUN_FINISHED: &str = "run.finished";
+    pub const ALL: [&str; 11] = [
+        RUN_STARTED,
+        MESSAGE_DELTA,
+        TOOL_CALL,
+        IMAGE_QUEUED,
+        IMAGE_PROGRESS,
+        IMAGE_DONE,
+        TOOL_RESULT,
+        MESSAGE_DONE,
+        RUN_ERROR,
+        RUN_CANCELLED,
+        RUN_FINISHED,
+    ];
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct RunStarted {
+        pub run_id: String,
+        pub conversation_id: String,
+        pub message_id: String,
+        pub model: String,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct MessageDelta {
+        pub text: String,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct ToolCall {
+        pub id: String,
+        pub name: String,
+        pub arguments: String,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct ImageQueued {
+        pub tool_call_id: String,
+        pub count: u32,
+        /// Index of the first image of this call within the message.
+        pub first_index: u32,
+        pub width: u32,
+        pub height: u32,
+        pub prompt: String,
+        /// Jobs ahead of this one in the engine's queue.
+        pub queue_position: usize,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct ImageProgress {
+        pub index: u32,
+        pub step: u32,
+        pub steps: u32,
+        /// A small `data:image/jpeg;base64,…` approximation of the image so far.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub preview: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct ImageDone {
+        pub index: u32,
+        pub image_id: String,
+        pub url: String,
+        pub thumbnail_url: String,
+        pub width: u32,
+        pub height: u32,
+        pub seed: u64,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct ToolResult {
+        pub id: String,
+        pub name: String,
+        pub result: String,
+        pub is_error: bool,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct MessageDone {
+        pub message_id: String,
+        pub content: String,
+        pub status: String,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct RunError {
+        pub code: String,
+        pub message: String,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct RunEnded {
+        pub run_id: String,
+        /// `finished`, `cancelled` or `failed`.
+        pub status: String,
+    }
+}
+
+/// Serde helper that tells "absent" (`None`) from "null" (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Option<String>>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_tells_absent_model_from_null_model() {
+        let absent: UpdateConversation = serde_json::from_str(r#"{"title":"x"}"#).unwrap();
+        assert_eq!(absent.model, None);
+        let null: UpdateConversation = serde_json::from_str(r#"{"model":null}"#).unwrap();
+        assert_eq!(null.model, Some(None));
+        let set: UpdateConversation = serde_json::from_str(r#"{"model":"a/b"}"#).unwrap();
+        assert_eq!(set.model, Some(Some("a/b".into())));
+    }
+}

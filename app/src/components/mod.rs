@@ -1,0 +1,3 @@
+//! Pieces the pages are built from.
+
+pub mod toasts;

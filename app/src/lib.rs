@@ -1,0 +1,53 @@
+//! Easel's user interface (Leptos, rendered on the server and hydrated in the browser) and the
+//! HTTP API's shared types. Nothing here may depend on server-only crates: this crate
+//! compiles to wasm.
+
+pub mod api;
+pub mod client;
+mod components;
+pub mod markdown;
+mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+
+use components::toasts::{provide_toasts, Toasts};
+
+/// The HTML document around the app (server side).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    provide_toasts();
+    view! {
+        <Stylesheet id="easel" href="/easel.css"/>
+        <Title text="Easel"/>
+        <Router>
+            <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
+                <Route path=path!("/") view=pages::chat::ChatPage/>
+                <Route path=path!("/c/:id") view=pages::chat::ChatPage/>
+            </Routes>
+        </Router>
+        <Toasts/>
+    }
+}

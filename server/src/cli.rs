@@ -1,0 +1,304 @@
+//! The command line: `easel serve`, `easel generate`, `easel models list|pull`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::imaging::diffusion::npy;
+use crate::imaging::registry::ModelEntry;
+use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
+use crate::imaging::runtime::Runtime;
+use crate::imaging::{encode, hub, parameters_text, run_job, EngineEvent, GeneratedImage};
+
+#[derive(Debug, Parser)]
+#[command(name = "easel", version, about = "A self-hosted chat assistant that paints.")]
+pub struct Cli {
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the web server (EASEL_ADDR, default 127.0.0.1:3000).
+    Serve,
+    /// Make images from the command line, without the server.
+    Generate(GenerateArgs),
+    /// List or download image models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Show the models in EASEL_MODELS_DIR and their presets.
+    List,
+    /// Download an ONNX model (diffusers layout) from the Hugging Face hub (HF_ENDPOINT honoured).
+    Pull {
+        /// Repository, e.g. `onnxruntime/sd-turbo`.
+        repo: String,
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// Folder name under the models folder (default: the repository's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// A model id (folder name under EASEL_MODELS_DIR) or a path to a model folder.
+    #[arg(long)]
+    pub model: String,
+    #[arg(long)]
+    pub prompt: String,
+    #[arg(long, default_value = "")]
+    pub negative: String,
+    #[arg(short = 'n', long = "count", default_value_t = 1)]
+    pub n: i64,
+    /// WIDTHxHEIGHT (multiples of 8), default: the model's.
+    #[arg(long)]
+    pub size: Option<String>,
+    #[arg(long)]
+    pub steps: Option<i64>,
+    /// auto, low, medium or high (steps from the model's presets).
+    #[arg(long, default_value = "auto")]
+    pub quality: String,
+    #[arg(long)]
+    pub guidance: Option<f32>,
+    #[arg(long)]
+    pub sampler: Option<String>,
+    /// discrete or karras.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Unit-variance initial latents [n, 4, h/8, w/8] as float32 .npy.
+    #[arg(long)]
+    pub latents: Option<PathBuf>,
+    /// png or jpg.
+    #[arg(long, default_value = "png")]
+    pub format: String,
+    /// Timed repetitions after one warm-up run (for benchmarks).
+    #[arg(long, default_value_t = 0)]
+    pub repeat: u32,
+    /// Print one JSON line with the files and timings.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write each image's float pixels [3, H, W] in [0, 1] as .npy (for reference checks).
+    #[arg(long)]
+    pub npy: bool,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info,ort=warn,sqlx=warn",
+        1 => "debug,ort=info,sqlx=warn,hyper=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub async fn run(cli: Cli) -> Result<(), String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    match cli.command {
+        Command::Serve => crate::serve(config).await.map_err(|e| e.to_string()),
+        Command::Generate(args) => tokio::task::spawn_blocking(move || generate(&config, args)).await.map_err(|e| e.to_string())?,
+        Command::Models { command: ModelsCommand::List } => {
+            list_models(&config);
+            Ok(())
+        }
+        Command::Models { command: ModelsCommand::Pull { repo, revision, name } } => {
+            crate::install_tls_provider();
+            let name = name.unwrap_or_else(|| repo.rsplit('/').next().unwrap_or(&repo).to_string());
+            let dest = config.models_dir.join(&name);
+            let hub = hub::Hub::from_env().map_err(|e| e.to_string())?;
+            hub.pull(&repo, &revision, &dest, false).await.map_err(|e| e.to_string())?;
+            let entry = ModelEntry::open(&dest);
+            match entry.problem {
+                Some(p) => Err(format!("downloaded, but the folder is not usable: {p}")),
+                None => {
+                    println!("{} is ready as model `{}` ({}).", repo, entry.id, entry.family.name());
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn list_models(config: &Config) {
+    let registry = crate::imaging::registry::Registry::scan(&config.models_dir);
+    if registry.models.is_empty() {
+        println!("No models in {}. Download one with `easel models pull onnxruntime/sd-turbo` (see README).", config.models_dir.display());
+        return;
+    }
+    for m in &registry.models {
+        let info = m.info();
+        match &info.error {
+            Some(e) => println!("{:<24} BROKEN: {e}", info.id),
+            None => println!(
+                "{:<24} {:<6} {} default {} | sizes {} | steps auto {} low {} medium {} high {} | {} guidance {}",
+                info.id,
+                info.family,
+                info.name,
+                info.default_size,
+                info.allowed_sizes.join(" "),
+                info.steps.auto,
+                info.steps.low,
+                info.steps.medium,
+                info.steps.high,
+                info.default_sampler,
+                info.default_guidance
+            ),
+        }
+    }
+}
+
+fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
+    let dir = if Path::new(&args.model).join("model_index.json").is_file() {
+        PathBuf::from(&args.model)
+    } else {
+        config.models_dir.join(&args.model)
+    };
+    let entry = ModelEntry::open(&dir);
+    if let Some(problem) = &entry.problem {
+        return Err(problem.clone());
+    }
+    let format = match args.format.as_str() {
+        "png" => "png",
+        "jpg" | "jpeg" => "jpg",
+        other => return Err(format!("--format must be png or jpg, not {other}")),
+    };
+    let latents = match &args.latents {
+        Some(path) => Some(npy::read(path)?.data),
+        None => None,
+    };
+    let params = ImageParams {
+        prompt: args.prompt.clone(),
+        negative_prompt: args.negative.clone(),
+        n: Some(args.n),
+        size: match &args.size {
+            Some(s) => SizeChoice::parse(s).ok_or_else(|| format!("--size must be WIDTHxHEIGHT, not {s}"))?,
+            None => SizeChoice::Auto,
+        },
+        quality: Quality::parse(&args.quality).ok_or_else(|| format!("--quality must be auto, low, medium or high, not {}", args.quality))?,
+        steps: args.steps,
+        guidance: args.guidance,
+        sampler: args.sampler.clone(),
+        schedule: args.schedule.clone(),
+        seed: args.seed,
+        latents,
+        preview: crate::imaging::diffusion::preview::PreviewRate::None,
+        edit: None,
+    };
+    let request = request::resolve(params, &entry, SizePolicy::AnyMultipleOf8).map_err(|e| e.to_string())?;
+
+    let load_started = Instant::now();
+    let runtime = Runtime::load(&config.images).map_err(|e| e.to_string())?;
+    entry.load(&runtime)?;
+    let load_ms = ms(load_started);
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+
+    let mut runs = Vec::new();
+    let mut files = Vec::new();
+    let total_runs = if args.repeat > 0 { args.repeat + 1 } else { 1 };
+    for r in 0..total_runs {
+        let started = Instant::now();
+        let (images, timings) = run_job(&entry, &runtime, &request, &mut |_: EngineEvent| {}, &|| false, None).map_err(|e| e.to_string())?;
+        let generate_ms = ms(started);
+        let encode_started = Instant::now();
+        let last = r + 1 == total_runs;
+        for image in &images {
+            let bytes = encode_image(&request, image, format)?;
+            if last {
+                let path = args.out.join(format!("easel-{}-{}.{format}", image.seed, image.index));
+                std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+                if args.npy {
+                    let npy_path = path.with_extension("npy");
+                    let shape = [3, image.pixels.height as usize, image.pixels.width as usize];
+                    npy::write(&npy_path, &shape, &image.pixels.data).map_err(|e| e.to_string())?;
+                }
+                files.push(path.display().to_string());
+            }
+        }
+        let encode_ms = ms(encode_started);
+        // The first of several runs warms caches and allocators; it is not timed.
+        if args.repeat == 0 || r > 0 {
+            runs.push(json!({
+                "total_ms": generate_ms + encode_ms,
+                "text_encoder_ms": timings.text_encoder_ms,
+                "denoise_ms": timings.denoise_ms,
+                "vae_ms": timings.vae_ms,
+                "encode_ms": encode_ms,
+                "onnx_ms": timings.onnx_ms,
+            }));
+        }
+    }
+    let mean = |key: &str| runs.iter().filter_map(|r| r[key].as_f64()).sum::<f64>() / runs.len().max(1) as f64;
+    if args.json {
+        let summary = json!({
+            "model": entry.id,
+            "provider": runtime.provider.name(),
+            "files": files,
+            "n": request.n,
+            "width": request.width,
+            "height": request.height,
+            "steps": request.steps,
+            "sampler": request.sampler.name(),
+            "schedule": request.schedule.name(),
+            "guidance": request.guidance,
+            "seed": request.seed,
+            "load_ms": load_ms,
+            "runs": runs,
+            "mean": {
+                "total_ms": mean("total_ms"),
+                "text_encoder_ms": mean("text_encoder_ms"),
+                "denoise_ms": mean("denoise_ms"),
+                "vae_ms": mean("vae_ms"),
+                "encode_ms": mean("encode_ms"),
+                "onnx_ms": mean("onnx_ms"),
+            }
+        });
+        println!("{summary}");
+    } else {
+        for f in &files {
+            println!("{f}");
+        }
+        eprintln!(
+            "{} image(s) {}x{}, {} steps of {} ({}), seed {}: {:.0} ms (ONNX Runtime {:.0} ms)",
+            request.n,
+            request.width,
+            request.height,
+            request.steps,
+            request.sampler.name(),
+            request.schedule.name(),
+            request.seed,
+            mean("total_ms"),
+            mean("onnx_ms")
+        );
+    }
+    Ok(())
+}
+
+fn encode_image(request: &request::GenerationRequest, image: &GeneratedImage, format: &str) -> Result<Vec<u8>, String> {
+    let rgb = image.rgb();
+    let result = match format {
+        "png" => encode::png(&rgb, Some(&parameters_text(request, image.seed))),
+        _ => encode::jpeg(&rgb, encode::JPEG_QUALITY),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}

@@ -1,0 +1,450 @@
+//! Settings: environment variables over an optional `easel.toml`, validated once at start-up.
+//!
+//! Every problem is reported as a [`ConfigError`] that names the setting and says how to fix it,
+//! because a server that starts with a half-valid configuration fails later, far from the cause.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The validated configuration the rest of the server reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub models_dir: PathBuf,
+    /// OpenAI-compatible chat providers; empty means the built-in `direct` provider.
+    pub providers: Vec<ProviderConfig>,
+    /// `provider/model` used when a conversation names none.
+    pub default_llm: Option<String>,
+    pub images: ImageSettings,
+    /// The image model used when a request names none (`EASEL_IMAGE_MODEL`); else the first.
+    pub image_model: Option<String>,
+    /// Where the web assets (`pkg/easel.js`, …) live.
+    pub site_root: PathBuf,
+    /// When set, `/v1/*` requests must carry `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+}
+
+/// One OpenAI-compatible endpoint: OpenAI itself, Ollama, vLLM, llama.cpp, GPUStack, LM Studio…
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Short name used in model ids (`ollama/llama3.2`); no `/`.
+    pub name: String,
+    pub base_url: String,
+    pub api_key: String,
+    /// Models offered in the UI; when empty the provider's `/models` list is asked at start-up.
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageSettings {
+    /// Image jobs that run at once on the device (`EASEL_IMAGE_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Explicit ONNX Runtime library (`ORT_DYLIB_PATH`); otherwise the project-local copy.
+    pub ort_dylib_path: Option<PathBuf>,
+    /// Preferred execution provider: `auto`, `cpu`, `cuda`, `directml` (`EASEL_EXECUTION_PROVIDER`).
+    pub execution_provider: String,
+    /// Threads ONNX Runtime may use per session; 0 lets it decide (`EASEL_ORT_THREADS`).
+    pub threads: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {setting}: {problem}. Fix: {fix}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { setting: setting.into(), problem: problem.into(), fix: fix.into() }
+    }
+}
+
+/// The shape of `easel.toml`; every key is optional and the environment wins over it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<String>,
+    database_url: Option<String>,
+    models_dir: Option<PathBuf>,
+    default_llm: Option<String>,
+    site_root: Option<PathBuf>,
+    api_key: Option<String>,
+    #[serde(default)]
+    providers: Vec<FileProvider>,
+    #[serde(default)]
+    images: FileImages,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProvider {
+    name: String,
+    base_url: String,
+    api_key: Option<String>,
+    /// Name of an environment variable holding the key, so the file can be committed.
+    api_key_env: Option<String>,
+    #[serde(default)]
+    models: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileImages {
+    concurrency: Option<usize>,
+    ort_dylib_path: Option<PathBuf>,
+    execution_provider: Option<String>,
+    threads: Option<usize>,
+    default_model: Option<String>,
+}
+
+/// A source of variables; the process environment in production, a map in tests.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl<S: std::hash::BuildHasher> Env for std::collections::HashMap<String, String, S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned().filter(|v| !v.trim().is_empty())
+    }
+}
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/easel.db";
+const OPENAI_URL: &str = "https://api.openai.com/v1";
+const OPENAI_DEFAULT_MODEL: &str = "gpt-4o-mini";
+
+impl Config {
+    /// Reads the process environment (and `EASEL_CONFIG` if set).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(&ProcessEnv)
+    }
+
+    pub fn load(env: &dyn Env) -> Result<Self, ConfigError> {
+        let file = match env.var("EASEL_CONFIG") {
+            Some(path) => read_file_config(Path::new(&path))?,
+            None => FileConfig::default(),
+        };
+
+        let addr_text = env.var("EASEL_ADDR").or(file.addr).unwrap_or_else(|| DEFAULT_ADDR.into());
+        let addr = addr_text.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::new(
+                "EASEL_ADDR",
+                format!("`{addr_text}` is not an address with a port"),
+                "use HOST:PORT, for example 127.0.0.1:3000 or 0.0.0.0:8080",
+            )
+        })?;
+
+        let database_url =
+            env.var("DATABASE_URL").or(file.database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        if !database_url.starts_with("sqlite:") {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                format!("`{database_url}` is not a SQLite URL (PostgreSQL support is planned, not built)"),
+                "use sqlite://PATH, for example sqlite://data/easel.db",
+            ));
+        }
+
+        let models_dir = env
+            .var("EASEL_MODELS_DIR")
+            .map(PathBuf::from)
+            .or(file.models_dir)
+            .unwrap_or_else(|| PathBuf::from("models"));
+        if models_dir.exists() && !models_dir.is_dir() {
+            return Err(ConfigError::new(
+                "EASEL_MODELS_DIR",
+                format!("{} exists but is not a folder", models_dir.display()),
+                "point it at a folder holding one sub-folder per image model",
+            ));
+        }
+
+        let mut providers = Vec::new();
+        for p in file.providers {
+            let api_key = match (p.api_key, p.api_key_env) {
+                (Some(key), _) => key,
+                (None, Some(var)) => env.var(&var).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("providers.{}.api_key_env", p.name),
+                        format!("the environment variable {var} is not set"),
+                        format!("export {var}=<key>, or remove api_key_env for servers without keys"),
+                    )
+                })?,
+                (None, None) => String::new(),
+            };
+            providers.push(ProviderConfig { name: p.name, base_url: p.base_url, api_key, models: p.models });
+        }
+
+        // The environment's provider (OPENAI_*) comes first, so it is the default.
+        let env_base = env.var("OPENAI_BASE_URL");
+        let env_key = env.var("OPENAI_API_KEY");
+        let env_model = env.var("EASEL_LLM_MODEL");
+        if env_base.is_some() || env_key.is_some() {
+            let base_url = env_base.clone().unwrap_or_else(|| OPENAI_URL.into());
+            let mut models = Vec::new();
+            if let Some(model) = &env_model {
+                if !model.contains('/') || providers.is_empty() {
+                    models.push(model.clone());
+                }
+            } else if env_base.is_none() {
+                models.push(OPENAI_DEFAULT_MODEL.to_string());
+            }
+            let name = if env_base.is_none() { "openai".to_string() } else { provider_name_from_url(&base_url) };
+            providers.insert(0, ProviderConfig { name, base_url, api_key: env_key.unwrap_or_default(), models });
+        }
+
+        let mut seen = std::collections::HashSet::new();
+        for p in &providers {
+            validate_provider(p)?;
+            if !seen.insert(p.name.clone()) {
+                return Err(ConfigError::new(
+                    format!("providers.{}", p.name),
+                    "two providers share this name",
+                    "give each provider a unique name",
+                ));
+            }
+        }
+
+        // `EASEL_LLM_MODEL` may be a bare model (of the first provider) or `provider/model`.
+        let default_llm = match env_model.or(file.default_llm) {
+            Some(m) if m.contains('/') && providers.iter().any(|p| m.starts_with(&format!("{}/", p.name))) => {
+                Some(m)
+            }
+            Some(m) => match providers.first() {
+                Some(p) => Some(format!("{}/{}", p.name, m)),
+                None => {
+                    return Err(ConfigError::new(
+                        "EASEL_LLM_MODEL",
+                        format!("`{m}` is set but no LLM provider is configured"),
+                        "set OPENAI_BASE_URL (and OPENAI_API_KEY if the server needs one), or unset EASEL_LLM_MODEL to use the built-in direct provider",
+                    ))
+                }
+            },
+            None => providers.first().and_then(|p| p.models.first().map(|m| format!("{}/{}", p.name, m))),
+        };
+
+        let concurrency = match env.var("EASEL_IMAGE_CONCURRENCY") {
+            Some(v) => parse_positive("EASEL_IMAGE_CONCURRENCY", &v, 64)?,
+            None => file.images.concurrency.unwrap_or(1),
+        };
+        if !(1..=64).contains(&concurrency) {
+            return Err(ConfigError::new("images.concurrency", "must be 1 to 64", "use a small number such as 1"));
+        }
+        let threads = match env.var("EASEL_ORT_THREADS") {
+            Some(v) => v.parse::<usize>().map_err(|_| {
+                ConfigError::new("EASEL_ORT_THREADS", format!("`{v}` is not a number"), "use 0 (automatic) or a thread count")
+            })?,
+            None => file.images.threads.unwrap_or(0),
+        };
+        let execution_provider = env
+            .var("EASEL_EXECUTION_PROVIDER")
+            .or(file.images.execution_provider)
+            .unwrap_or_else(|| "auto".into())
+            .to_ascii_lowercase();
+        if !["auto", "cpu", "cuda", "directml"].contains(&execution_provider.as_str()) {
+            return Err(ConfigError::new(
+                "EASEL_EXECUTION_PROVIDER",
+                format!("`{execution_provider}` is not a known execution provider"),
+                "use auto, cpu, cuda or directml",
+            ));
+        }
+        let ort_dylib_path = env.var("ORT_DYLIB_PATH").map(PathBuf::from).or(file.images.ort_dylib_path);
+
+        let site_root = env
+            .var("LEPTOS_SITE_ROOT")
+            .map(PathBuf::from)
+            .or(file.site_root)
+            .unwrap_or_else(default_site_root);
+
+        Ok(Config {
+            addr,
+            database_url,
+            models_dir,
+            providers,
+            default_llm,
+            images: ImageSettings { concurrency, ort_dylib_path, execution_provider, threads },
+            image_model: env.var("EASEL_IMAGE_MODEL").or(file.images.default_model),
+            site_root,
+            api_key: env.var("EASEL_API_KEY").or(file.api_key),
+        })
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            "EASEL_CONFIG",
+            format!("cannot read {}: {e}", path.display()),
+            "point EASEL_CONFIG at an existing easel.toml or unset it",
+        )
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        ConfigError::new(
+            format!("EASEL_CONFIG ({})", path.display()),
+            e.to_string().trim().replace('\n', " "),
+            "correct the file; README.md lists every key",
+        )
+    })
+}
+
+fn validate_provider(p: &ProviderConfig) -> Result<(), ConfigError> {
+    let setting = format!("providers.{}", p.name);
+    if p.name.is_empty() || p.name.contains('/') {
+        return Err(ConfigError::new(setting, "the name is empty or contains `/`", "use a short name like `ollama`"));
+    }
+    if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+        return Err(ConfigError::new(
+            if p.name == "openai" { "OPENAI_BASE_URL".to_string() } else { format!("{setting}.base_url") },
+            format!("`{}` is not an http(s) URL", p.base_url),
+            "use the server's OpenAI-compatible base, for example http://localhost:11434/v1",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_positive(setting: &str, value: &str, max: usize) -> Result<usize, ConfigError> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(setting, format!("`{value}` is not a number from 1 to {max}"), "use 1 unless you have several GPUs' worth of memory")),
+    }
+}
+
+/// `http://localhost:11434/v1` → `localhost`; keeps model ids readable (`localhost/llama3.2`).
+fn provider_name_from_url(url: &str) -> String {
+    let host = url.split("://").nth(1).unwrap_or(url).split(['/', ':']).next().unwrap_or("llm");
+    match host {
+        "api.openai.com" => "openai".into(),
+        "" => "llm".into(),
+        h => h.replace('/', "_"),
+    }
+}
+
+/// `target/site` under the working directory when it exists (running from the repository root),
+/// else the `site` folder beside the binary's profile folder (`target/<profile>/easel` → `target/site`).
+fn default_site_root() -> PathBuf {
+    let local = PathBuf::from("target/site");
+    if local.join("pkg").is_dir() {
+        return local;
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(target) = exe.parent().and_then(Path::parent) {
+            let beside = target.join("site");
+            if beside.join("pkg").is_dir() {
+                return beside;
+            }
+        }
+    }
+    local
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn empty_environment_gives_embedded_defaults_and_direct_provider() {
+        let c = Config::load(&env(&[])).expect("defaults are valid");
+        assert_eq!(c.addr.to_string(), DEFAULT_ADDR);
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert!(c.providers.is_empty());
+        assert_eq!(c.default_llm, None);
+        assert_eq!(c.images.concurrency, 1);
+    }
+
+    #[test]
+    fn openai_key_alone_means_openai_with_a_default_model() {
+        let c = Config::load(&env(&[("OPENAI_API_KEY", "sk-test")])).unwrap();
+        assert_eq!(c.providers[0].name, "openai");
+        assert_eq!(c.providers[0].base_url, OPENAI_URL);
+        assert_eq!(c.default_llm.as_deref(), Some("openai/gpt-4o-mini"));
+    }
+
+    #[test]
+    fn local_server_url_and_model_make_a_named_provider() {
+        let c = Config::load(&env(&[
+            ("OPENAI_BASE_URL", "http://localhost:11434/v1"),
+            ("EASEL_LLM_MODEL", "llama3.2"),
+        ]))
+        .unwrap();
+        assert_eq!(c.providers[0].name, "localhost");
+        assert_eq!(c.default_llm.as_deref(), Some("localhost/llama3.2"));
+    }
+
+    #[test]
+    fn bad_address_names_the_setting() {
+        let err = Config::load(&env(&[("EASEL_ADDR", "nonsense")])).unwrap_err();
+        assert_eq!(err.setting, "EASEL_ADDR");
+        assert!(err.to_string().contains("HOST:PORT"));
+    }
+
+    #[test]
+    fn model_without_provider_is_rejected() {
+        let err = Config::load(&env(&[("EASEL_LLM_MODEL", "gpt-4o")])).unwrap_err();
+        assert_eq!(err.setting, "EASEL_LLM_MODEL");
+    }
+
+    #[test]
+    fn bad_base_url_and_unknown_provider_setting_are_rejected() {
+        let err = Config::load(&env(&[("OPENAI_BASE_URL", "localhost:11434")])).unwrap_err();
+        assert_eq!(err.setting, "OPENAI_BASE_URL");
+        let err = Config::load(&env(&[("EASEL_EXECUTION_PROVIDER", "tpu")])).unwrap_err();
+        assert_eq!(err.setting, "EASEL_EXECUTION_PROVIDER");
+        let err = Config::load(&env(&[("EASEL_IMAGE_CONCURRENCY", "0")])).unwrap_err();
+        assert_eq!(err.setting, "EASEL_IMAGE_CONCURRENCY");
+    }
+
+    #[test]
+    fn config_file_lists_several_providers_and_env_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("easel.toml");
+        std::fs::write(
+            &path,
+            r#"
+addr = "127.0.0.1:4000"
+default_llm = "vllm/qwen"
+[[providers]]
+name = "ollama"
+base_url = "http://localhost:11434/v1"
+models = ["llama3.2"]
+[[providers]]
+name = "vllm"
+base_url = "http://gpu:8000/v1"
+api_key_env = "VLLM_KEY"
+models = ["qwen"]
+[images]
+concurrency = 2
+"#,
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let c = Config::load(&env(&[("EASEL_CONFIG", p), ("VLLM_KEY", "k"), ("EASEL_ADDR", "127.0.0.1:5000")])).unwrap();
+        assert_eq!(c.addr.port(), 5000);
+        assert_eq!(c.providers.len(), 2);
+        assert_eq!(c.providers[1].api_key, "k");
+        assert_eq!(c.default_llm.as_deref(), Some("vllm/qwen"));
+        assert_eq!(c.images.concurrency, 2);
+
+        let err = Config::load(&env(&[("EASEL_CONFIG", p)])).unwrap_err();
+        assert!(err.setting.contains("api_key_env"), "{err}");
+
+        std::fs::write(&path, "adress = 1").unwrap();
+        let err = Config::load(&env(&[("EASEL_CONFIG", p)])).unwrap_err();
+        assert!(err.problem.contains("adress"), "{err}");
+    }
+}

@@ -1,0 +1,70 @@
+//! Extractors: who is asking, JSON bodies with errors in Easel's shape, and checked ids.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::store::LOCAL_USER;
+
+/// The user a request acts for. A single local user until accounts exist; handlers take this
+/// extractor anyway, so adding authentication later changes this file, not every handler.
+pub struct CurrentUser(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(CurrentUser(LOCAL_USER.to_string()))
+    }
+}
+
+/// `axum::Json`, but every failure answers with the JSON error body and the right status:
+/// 400 for malformed JSON, 422 for valid JSON of the wrong shape, 413 over the size limit,
+/// 415 without a JSON content type.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_error(rejection)),
+        }
+    }
+}
+
+fn json_error(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => ApiError::unprocessable("invalid_request", body_text(&e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("invalid_json", body_text(&e.body_text())),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the body as JSON with `Content-Type: application/json`.",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The body is larger than {} bytes.", app::api::limits::JSON_BODY_MAX_BYTES),
+        ),
+        other => ApiError::bad_request("invalid_request", other.body_text()),
+    }
+}
+
+/// axum's messages start with a generic prefix; keep the useful part.
+fn body_text(text: &str) -> String {
+    text.split_once(": ").map(|(_, rest)| rest.to_string()).unwrap_or_else(|| text.to_string())
+}
+
+/// An id from the path: a UUID (Easel's ids are UUIDv7), or a 400 that says so.
+pub fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
+    if uuid::Uuid::try_parse(id).is_ok() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid_id", format!("`{id}` is not a valid {kind} id")))
+    }
+}

@@ -1,0 +1,119 @@
+//! `POST /api/conversations/{id}/messages` starts an assistant turn and answers at once with
+//! the run's id (202): the browser never waits on an open request for a run. `DELETE
+//! /api/messages/{id}` removes a message and its images.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+
+use app::api::{limits, PostMessage, PostMessageResponse};
+
+use super::conversations::owned;
+use super::error::{ApiError, ApiResult};
+use super::extract::{check_id, ApiJson, CurrentUser};
+use super::AppState;
+use crate::chat::orchestrator::{self, Turn};
+use crate::chat::run::RunHandle;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/conversations/{id}/messages", post(send))
+        .route("/messages/{id}", delete(remove))
+}
+
+/// Longest automatic title, cut at a word boundary.
+const AUTO_TITLE_CHARS: usize = 60;
+
+async fn send(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PostMessage>,
+) -> ApiResult<(StatusCode, Json<PostMessageResponse>)> {
+    let conversation = owned(&state.store, &user, &id).await?;
+    let chars = body.content.chars().count();
+    if body.content.trim().is_empty() || chars > limits::MESSAGE_MAX_CHARS {
+        return Err(ApiError::unprocessable(
+            "invalid_content",
+            format!("content must be 1 to {} characters and not only spaces (got {chars})", limits::MESSAGE_MAX_CHARS),
+        ));
+    }
+    if let Some(active) = state.store.active_run(&conversation.id).await? {
+        return Err(ApiError::conflict(format!(
+            "A reply is still being written in this conversation (run {}); wait for it or stop it first.",
+            active.id
+        )));
+    }
+
+    let model = state.providers.resolve(conversation.model.as_deref());
+    let model_id = match &model {
+        Ok(m) => m.id.clone(),
+        Err(_) => conversation.model.clone().unwrap_or_default(),
+    };
+    let history = state.store.list_messages(&conversation.id).await?;
+    // Committed before any model is called: nothing the user wrote can be lost.
+    let (user_message, assistant, run_id) =
+        state.store.begin_turn(&user, &conversation.id, &body.content, &model_id).await?;
+    state.store.set_automatic_title(&conversation.id, &automatic_title(&body.content)).await?;
+
+    let instructions = match &conversation.agent_version_id {
+        Some(version) => state.store.get_agent_version(version).await?.map(|v| v.instructions).filter(|i| !i.trim().is_empty()),
+        None => None,
+    };
+    let run = Arc::new(RunHandle::new(run_id.clone(), user.clone(), conversation.id.clone(), assistant.id.clone()));
+    state.runs.insert(run.clone());
+    let turn = Turn {
+        store: state.store.clone(),
+        engine: state.engine.clone(),
+        runs: state.runs.clone(),
+        run,
+        model,
+        tools: conversation.internal_tools,
+        instructions,
+        history,
+        user_text: body.content,
+    };
+    tokio::spawn(orchestrator::drive(turn));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(PostMessageResponse { message_id: user_message.id, assistant_message_id: assistant.id, run_id }),
+    ))
+}
+
+/// The first line of the message, shortened at a word boundary.
+fn automatic_title(content: &str) -> String {
+    let line = content.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New conversation");
+    if line.chars().count() <= AUTO_TITLE_CHARS {
+        return line.to_string();
+    }
+    let cut: String = line.chars().take(AUTO_TITLE_CHARS).collect();
+    let at = cut.rfind(' ').filter(|&i| i > AUTO_TITLE_CHARS / 2).unwrap_or(cut.len());
+    format!("{}…", cut[..at].trim_end())
+}
+
+async fn remove(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    check_id("message", &id)?;
+    let message = state.store.get_message(&user, &id).await?.ok_or_else(|| ApiError::not_found("message"))?;
+    if message.status == "running" {
+        return Err(ApiError::conflict("This reply is still being written; stop the run before deleting it."));
+    }
+    state.store.delete_message(&user, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::automatic_title;
+
+    #[test]
+    fn titles_are_the_first_line_shortened_at_a_word() {
+        assert_eq!(automatic_title("\n  Hello there \nmore"), "Hello there");
+        let long = "Paint a lighthouse on a rocky cliff at dusk with waves crashing below and gulls overhead";
+        let t = automatic_title(long);
+        assert!(t.ends_with('…') && t.chars().count() <= 61, "{t}");
+        assert!(long.starts_with(t.trim_end_matches('…')));
+    }
+}

@@ -1,0 +1,237 @@
+//! `easel models pull REPO`: downloads an ONNX model from the Hugging Face hub (or a mirror
+//! named by `HF_ENDPOINT`) into the models folder, resumably, checking every file's size.
+//!
+//! Only the files of the diffusers ONNX layout are fetched; repositories that also hold
+//! PyTorch weights would otherwise cost gigabytes for nothing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+#[derive(Debug, Clone)]
+pub struct RemoteFile {
+    pub path: String,
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("{0}")]
+    Http(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Layout(String),
+}
+
+/// Whether a repository file belongs to the ONNX layout Easel reads.
+pub fn wanted(path: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let folder = path.split('/').next().unwrap_or("");
+    match folder {
+        _ if path == "model_index.json" || path == "easel.toml" => true,
+        "text_encoder" | "text_encoder_2" | "unet" | "vae_decoder" | "vae_encoder" => {
+            file.ends_with(".onnx") || file.ends_with(".onnx_data") || file == "weights.pb" || file.ends_with(".json") || file.ends_with(".pb")
+        }
+        "tokenizer" | "tokenizer_2" => file.ends_with(".json") || file.ends_with(".txt"),
+        "scheduler" => file.ends_with(".json"),
+        _ => false,
+    }
+}
+
+pub struct Hub {
+    endpoint: String,
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Hub {
+    pub fn from_env() -> Result<Hub, PullError> {
+        let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
+        let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|e| PullError::Http(e.to_string()))?;
+        Ok(Hub { endpoint: endpoint.trim_end_matches('/').to_string(), client, token })
+    }
+
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let request = self.client.get(url);
+        match &self.token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        }
+    }
+
+    /// The repository's files at a revision (`GET /api/models/{repo}/tree/{revision}?recursive=true`).
+    pub async fn list(&self, repo: &str, revision: &str) -> Result<Vec<RemoteFile>, PullError> {
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            #[serde(rename = "type")]
+            kind: String,
+            path: String,
+            #[serde(default)]
+            size: u64,
+            #[serde(default)]
+            lfs: Option<Lfs>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Lfs {
+            size: u64,
+        }
+        let url = format!("{}/api/models/{repo}/tree/{revision}?recursive=true", self.endpoint);
+        let response = self.get(&url).send().await.map_err(|e| PullError::Http(format!("{url}: {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            let hint = if status.as_u16() == 401 || status.as_u16() == 404 {
+                " (check the repository name; gated repositories need HF_TOKEN)"
+            } else {
+                ""
+            };
+            return Err(PullError::Http(format!("{url} answered {status}{hint}")));
+        }
+        let entries: Vec<Entry> = response.json().await.map_err(|e| PullError::Http(format!("{url}: {e}")))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.kind == "file")
+            .map(|e| RemoteFile { size: e.lfs.map(|l| l.size).unwrap_or(e.size), path: e.path })
+            .collect())
+    }
+
+    /// Downloads the layout's files into `dest`, skipping complete ones and resuming partial
+    /// ones (`.part` files with an HTTP range request). Prints progress to stderr.
+    pub async fn pull(&self, repo: &str, revision: &str, dest: &Path, quiet: bool) -> Result<Vec<PathBuf>, PullError> {
+        let files: Vec<RemoteFile> = self.list(repo, revision).await?.into_iter().filter(|f| wanted(&f.path)).collect();
+        let has = |p: &str| files.iter().any(|f| f.path == p);
+        for required in ["model_index.json", "unet/model.onnx", "text_encoder/model.onnx", "vae_decoder/model.onnx"] {
+            if !has(required) {
+                return Err(PullError::Layout(format!(
+                    "{repo}@{revision} has no {required}: it is not a diffusers ONNX export (look for a repository with an `onnx` layout, e.g. onnxruntime/sd-turbo)"
+                )));
+            }
+        }
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        let mut done: u64 = 0;
+        let mut written = Vec::new();
+        for file in &files {
+            let target = dest.join(&file.path);
+            if target.metadata().map(|m| m.len() == file.size).unwrap_or(false) {
+                done += file.size;
+                continue;
+            }
+            self.download(repo, revision, file, &target, &mut done, total, quiet).await?;
+            written.push(target);
+        }
+        if !quiet {
+            eprintln!("\r{repo}: {} in {} files, complete.{:20}", human(total), files.len(), "");
+        }
+        Ok(written)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn download(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &RemoteFile,
+        target: &Path,
+        done: &mut u64,
+        total: u64,
+        quiet: bool,
+    ) -> Result<(), PullError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| PullError::Io { path, source }
+        };
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let part = target.with_extension(format!(
+            "{}.part",
+            target.extension().and_then(|e| e.to_str()).unwrap_or("")
+        ));
+        let mut have = part.metadata().map(|m| m.len()).unwrap_or(0);
+        if have > file.size {
+            std::fs::remove_file(&part).map_err(io(&part))?;
+            have = 0;
+        }
+        let url = format!("{}/{repo}/resolve/{revision}/{}", self.endpoint, file.path);
+        let mut request = self.get(&url);
+        if have > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let response = request.send().await.map_err(|e| PullError::Http(format!("{url}: {e}")))?;
+        let status = response.status();
+        let resumed = status.as_u16() == 206;
+        if !status.is_success() {
+            return Err(PullError::Http(format!("{url} answered {status}")));
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resumed)
+            .truncate(!resumed)
+            .open(&part)
+            .map_err(io(&part))?;
+        let mut got = if resumed { have } else { 0 };
+        *done += got;
+        let mut body = response.bytes_stream();
+        let started = Instant::now();
+        let mut last_print = Instant::now() - Duration::from_secs(1);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| PullError::Http(format!("{url}: the download broke off ({e}); run the command again to resume")))?;
+            out.write_all(&chunk).map_err(io(&part))?;
+            got += chunk.len() as u64;
+            *done += chunk.len() as u64;
+            if !quiet && last_print.elapsed() >= Duration::from_millis(200) {
+                last_print = Instant::now();
+                let rate = (*done as f64) / started.elapsed().as_secs_f64().max(0.001);
+                let percent = if total > 0 { *done * 100 / total } else { 100 };
+                eprint!("\r{repo}: {percent:3}% {} / {} ({}/s) {}{:10}", human(*done), human(total), human(rate as u64), file.path, "");
+            }
+        }
+        out.flush().map_err(io(&part))?;
+        drop(out);
+        if got != file.size {
+            return Err(PullError::Http(format!(
+                "{}: received {got} bytes, the hub lists {}; run the command again to resume",
+                file.path, file.size
+            )));
+        }
+        std::fs::rename(&part, target).map_err(io(target))?;
+        Ok(())
+    }
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..=1023 => format!("{bytes} B"),
+        1024..=1_048_575 => format!("{:.1} KB", b / 1024.0),
+        1_048_576..=1_073_741_823 => format!("{:.1} MB", b / 1_048_576.0),
+        _ => format!("{:.2} GB", b / 1_073_741_824.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_only_the_onnx_layout() {
+        assert!(wanted("model_index.json"));
+        assert!(wanted("unet/model.onnx"));
+        assert!(wanted("unet/model.onnx_data"));
+        assert!(wanted("text_encoder/weights.pb"));
+        assert!(wanted("tokenizer/merges.txt"));
+        assert!(wanted("scheduler/scheduler_config.json"));
+        assert!(!wanted("unet/diffusion_pytorch_model.safetensors"));
+        assert!(!wanted("README.md"));
+        assert!(!wanted("v1-5-pruned.ckpt"));
+    }
+}

@@ -1,0 +1,359 @@
+//! The image engine: models on disk, a first-in-first-out job queue, and the ONNX diffusion
+//! pipeline. It knows nothing about chat; callers hand it a request and receive progress
+//! events and finished images.
+//!
+//! Architecture invariant: the pixels are a pure function of (model, prompt, negative prompt,
+//! seed, size, sampler, schedule, steps, guidance). Tests rely on it.
+
+pub mod diffusion;
+pub mod encode;
+pub mod hub;
+pub mod presets;
+pub mod registry;
+pub mod request;
+pub mod runtime;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use app::api::{EngineHealth, ImageModelInfo};
+use image::RgbImage;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use diffusion::pipeline::{self, FloatImage, PipelineEvent, PipelineInput, Timings};
+use registry::{ModelEntry, Registry};
+use request::GenerationRequest;
+use runtime::{Runtime, RuntimeError};
+
+use crate::config::ImageSettings;
+
+/// What a job reports while it runs.
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    /// Waiting behind `position` other jobs.
+    Queued { position: usize },
+    Started,
+    /// A step of the images `first..first + previews.len()` finished.
+    Step { first: u32, step: u32, steps: u32, previews: Vec<Option<RgbImage>> },
+    /// Image `index` of the request is ready.
+    ImageReady(Box<GeneratedImage>),
+}
+
+#[derive(Debug, Clone)]
+pub struct GeneratedImage {
+    pub index: u32,
+    pub seed: u64,
+    pub pixels: FloatImage,
+}
+
+impl GeneratedImage {
+    pub fn rgb(&self) -> RgbImage {
+        self.pixels.to_rgb8()
+    }
+}
+
+/// The result of a whole job, with where its time went.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub images: Vec<GeneratedImage>,
+    pub timings: Timings,
+    pub total_ms: f64,
+    pub queued_ms: f64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("Image generation internal tool requested but no image generation model configured")]
+    NoModel,
+    #[error("unknown image model `{0}`")]
+    UnknownModel(String),
+    #[error("image model `{model}` cannot be used: {reason}")]
+    BrokenModel { model: String, reason: String },
+    #[error("{0}")]
+    Runtime(RuntimeError),
+    #[error("{0}")]
+    Request(#[from] request::RequestError),
+    #[error("image generation failed: {0}")]
+    Failed(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// One engine per process; cheap to clone.
+#[derive(Clone)]
+pub struct ImageEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    runtime: Result<Arc<Runtime>, RuntimeError>,
+    /// FIFO: tokio's semaphore hands permits out in request order.
+    slots: Semaphore,
+    waiting: AtomicUsize,
+    running: AtomicUsize,
+    default_model: Option<String>,
+}
+
+impl ImageEngine {
+    /// Scans the models folder and loads ONNX Runtime. Neither failing stops the server: the
+    /// engine then reports why it cannot paint.
+    pub fn start(models_dir: &Path, settings: &ImageSettings, default_model: Option<&str>) -> ImageEngine {
+        let registry = Registry::scan(models_dir);
+        let runtime = if registry.models.is_empty() {
+            // No models: don't pay for loading the runtime, but still say where it would come from.
+            Err(RuntimeError::NotFound("(not loaded: no image models)".into()))
+        } else {
+            Runtime::load(settings).map(Arc::new)
+        };
+        match &runtime {
+            Ok(r) => tracing::info!(
+                "ONNX Runtime {} with the {} execution provider; {} image model(s) in {}",
+                r.library.display(),
+                r.provider.name(),
+                registry.models.len(),
+                models_dir.display()
+            ),
+            Err(e) if !registry.models.is_empty() => tracing::warn!("image generation unavailable: {e}"),
+            Err(_) => tracing::info!("no image models in {}; image creation is off", models_dir.display()),
+        }
+        for m in &registry.models {
+            if let Some(problem) = &m.problem {
+                tracing::warn!(model = %m.id, "{problem}");
+            }
+        }
+        let default_model = default_model
+            .map(str::to_string)
+            .or_else(|| registry.usable().next().map(|m| m.id.clone()));
+        ImageEngine {
+            inner: Arc::new(Inner {
+                registry,
+                runtime,
+                slots: Semaphore::new(settings.concurrency),
+                waiting: AtomicUsize::new(0),
+                running: AtomicUsize::new(0),
+                default_model,
+            }),
+        }
+    }
+
+    /// True when at least one model can be used (the runtime loaded and a folder is valid).
+    pub fn available(&self) -> bool {
+        self.inner.runtime.is_ok() && self.inner.registry.usable().next().is_some()
+    }
+
+    pub fn models(&self) -> Vec<ImageModelInfo> {
+        self.inner
+            .registry
+            .models
+            .iter()
+            .map(|m| {
+                let mut info = m.info();
+                if let (None, Err(e)) = (&info.error, &self.inner.runtime) {
+                    info.error = Some(e.to_string());
+                }
+                info
+            })
+            .collect()
+    }
+
+    /// The model used when a request names none.
+    pub fn default_model(&self) -> Option<String> {
+        self.available().then(|| self.inner.default_model.clone()).flatten()
+    }
+
+    /// A usable model by id, or the default one.
+    pub fn model(&self, id: Option<&str>) -> Result<Arc<ModelEntry>, EngineError> {
+        let id = match id.filter(|s| !s.is_empty() && *s != "auto") {
+            Some(id) => id.to_string(),
+            None => self.default_model().ok_or(EngineError::NoModel)?,
+        };
+        let entry = self.inner.registry.find(&id).ok_or_else(|| EngineError::UnknownModel(id.clone()))?;
+        if let Some(problem) = &entry.problem {
+            return Err(EngineError::BrokenModel { model: id, reason: problem.clone() });
+        }
+        if let Err(e) = &self.inner.runtime {
+            return Err(EngineError::Runtime(e.clone()));
+        }
+        Ok(entry)
+    }
+
+    pub fn health(&self) -> EngineHealth {
+        let (status, message) = match (&self.inner.runtime, self.inner.registry.models.is_empty()) {
+            (_, true) => ("no_models", Some(format!("no image models in {}", self.inner.registry.dir.display()))),
+            (Err(e), false) => ("unavailable", Some(e.to_string())),
+            (Ok(_), false) if self.inner.registry.usable().next().is_none() => {
+                ("unavailable", Some("every model folder has a problem; see /api/models".to_string()))
+            }
+            (Ok(_), false) => ("ready", None),
+        };
+        EngineHealth {
+            status: status.into(),
+            execution_provider: self.inner.runtime.as_ref().map(|r| r.provider.name()).unwrap_or("none").into(),
+            models: self.inner.registry.models.iter().map(|m| m.id.clone()).collect(),
+            models_loaded: self.inner.registry.models.iter().filter(|m| m.is_loaded()).map(|m| m.id.clone()).collect(),
+            message,
+            queue_length: self.inner.waiting.load(Ordering::Relaxed) + self.inner.running.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Loads the default model's sessions in the background, so the first image is not also
+    /// the one that waits for the model to load.
+    pub fn preload_default(&self) {
+        let Ok(entry) = self.model(None) else { return };
+        let Ok(runtime) = self.inner.runtime.clone() else { return };
+        tokio::task::spawn_blocking(move || {
+            let _ = entry.load(&runtime);
+        });
+    }
+
+    /// Runs a request through the queue. Events arrive on `events` in order; the finished
+    /// images come back too. Cancelling `cancel` stops the work within one step.
+    pub async fn generate(
+        &self,
+        request: GenerationRequest,
+        events: mpsc::UnboundedSender<EngineEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Generation, EngineError> {
+        let entry = self.model(Some(&request.model))?;
+        let runtime = self.inner.runtime.clone().map_err(EngineError::Runtime)?;
+        let enqueued = Instant::now();
+
+        let position = self.inner.waiting.fetch_add(1, Ordering::SeqCst) + self.inner.running.load(Ordering::SeqCst);
+        let _ = events.send(EngineEvent::Queued { position });
+        let permit = tokio::select! {
+            permit = self.inner.slots.acquire() => permit,
+            _ = cancel.cancelled() => {
+                self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+                return Err(EngineError::Cancelled);
+            }
+        };
+        self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _permit = permit.map_err(|_| EngineError::Failed("the image queue is closed".into()))?;
+        self.inner.running.fetch_add(1, Ordering::SeqCst);
+        let _running = RunningGuard(&self.inner.running);
+        let queued_ms = enqueued.elapsed().as_secs_f64() * 1000.0;
+        let _ = events.send(EngineEvent::Started);
+
+        // ONNX Runtime calls block: run the job on the blocking pool, and let a watcher task
+        // terminate an in-flight run the moment the job is cancelled.
+        let run_options = Arc::new(ort::session::RunOptions::new().map_err(|e| EngineError::Failed(e.to_string()))?);
+        let watcher = {
+            let cancel = cancel.clone();
+            let options = run_options.clone();
+            tokio::spawn(async move {
+                cancel.cancelled().await;
+                let _ = options.terminate();
+            })
+        };
+        let started = Instant::now();
+        let job_cancel = cancel.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut on_event = |event| {
+                let _ = events.send(event);
+            };
+            run_job(&entry, &runtime, &request, &mut on_event, &|| job_cancel.is_cancelled(), Some(&run_options))
+        })
+            .await
+            .map_err(|e| EngineError::Failed(format!("the image job stopped unexpectedly: {e}")));
+        watcher.abort();
+        let (images, timings) = result??;
+        Ok(Generation { images, timings, total_ms: started.elapsed().as_secs_f64() * 1000.0, queued_ms })
+    }
+}
+
+struct RunningGuard<'a>(&'a AtomicUsize);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Largest UNet batch (counting both guidance halves) by pixel area: 4 megapixels, i.e. 16
+/// rows at 512² or 4 at 1024². Bigger requests are split into chunks run one after another.
+const MAX_BATCH_PIXELS: usize = 4 * 1024 * 1024;
+
+/// Runs a whole request on the calling thread (the queue calls it on the blocking pool; the
+/// command line calls it directly), in chunks of at most [`MAX_BATCH_PIXELS`].
+pub fn run_job(
+    entry: &ModelEntry,
+    runtime: &Runtime,
+    request: &GenerationRequest,
+    on_event: &mut dyn FnMut(EngineEvent),
+    cancelled: &dyn Fn() -> bool,
+    run_options: Option<&ort::session::RunOptions>,
+) -> Result<(Vec<GeneratedImage>, Timings), EngineError> {
+    let model = entry.load(runtime).map_err(|reason| EngineError::BrokenModel { model: entry.id.clone(), reason })?;
+    let per_image = 2 * request.width as usize * request.height as usize;
+    let chunk = (MAX_BATCH_PIXELS / per_image).clamp(1, request.n as usize);
+    let seeds: Vec<u64> = (0..request.n).map(|i| request.seed_of(i)).collect();
+    let latent_len = 4 * (request.width as usize / 8) * (request.height as usize / 8);
+    let mut images = Vec::with_capacity(request.n as usize);
+    let mut total = Timings::default();
+    for (c, chunk_seeds) in seeds.chunks(chunk).enumerate() {
+        let first = (c * chunk) as u32;
+        let latents = request
+            .latents
+            .as_ref()
+            .map(|l| &l[first as usize * latent_len..(first as usize + chunk_seeds.len()) * latent_len]);
+        let input = PipelineInput {
+            prompt: &request.prompt,
+            negative_prompt: &request.negative_prompt,
+            width: request.width,
+            height: request.height,
+            steps: request.steps,
+            guidance: request.guidance,
+            sampler: request.sampler,
+            schedule: request.schedule,
+            seeds: chunk_seeds,
+            latents,
+            edit: request.edit.as_ref(),
+            preview: request.preview,
+        };
+        let mut relay = |event: PipelineEvent| match event {
+            PipelineEvent::Step { step, steps, previews } => on_event(EngineEvent::Step { first, step, steps, previews }),
+            PipelineEvent::Decoded { index, image } => {
+                let index = first + index as u32;
+                let generated = GeneratedImage { index, seed: request.seed_of(index), pixels: image };
+                on_event(EngineEvent::ImageReady(Box::new(generated)));
+            }
+        };
+        let (chunk_images, timings) = pipeline::generate(entry, &model, &input, &mut relay, cancelled, run_options)
+            .map_err(|e| match e {
+                pipeline::PipelineError::Cancelled => EngineError::Cancelled,
+                other => EngineError::Failed(other.to_string()),
+            })?;
+        total.text_encoder_ms += timings.text_encoder_ms;
+        total.denoise_ms += timings.denoise_ms;
+        total.vae_ms += timings.vae_ms;
+        total.onnx_ms += timings.onnx_ms;
+        for (k, pixels) in chunk_images.into_iter().enumerate() {
+            let index = first + k as u32;
+            images.push(GeneratedImage { index, seed: request.seed_of(index), pixels });
+        }
+    }
+    Ok((images, total))
+}
+
+/// The text written into a PNG's `parameters` chunk (A1111's layout, which many tools read).
+pub fn parameters_text(request: &GenerationRequest, seed: u64) -> String {
+    let mut text = request.prompt.clone();
+    if !request.negative_prompt.is_empty() {
+        text.push_str(&format!("\nNegative prompt: {}", request.negative_prompt));
+    }
+    text.push_str(&format!(
+        "\nSteps: {}, Sampler: {}, Schedule type: {}, CFG scale: {}, Seed: {seed}, Size: {}x{}, Model: {}, Generator: Easel",
+        request.steps,
+        request.sampler.name(),
+        request.schedule.name(),
+        request.guidance,
+        request.width,
+        request.height,
+        request.model
+    ));
+    text
+}

@@ -1,0 +1,247 @@
+//! The image models on disk: one folder each under `EASEL_MODELS_DIR`, in the diffusers /
+//! optimum ONNX layout. Folders are checked when scanned (cheap: files and JSON) and their ONNX
+//! sessions are loaded once, on first use, then shared by every job.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use app::api::ImageModelInfo;
+
+use super::diffusion::onnx::{ModelError, OnnxModel};
+use super::diffusion::schedulers::{SamplerKind, SchedulerConfig};
+use super::diffusion::tokenizer::ClipTokenizer;
+use super::presets::{self, Family, Presets};
+use super::runtime::Runtime;
+
+/// A model folder, checked, with its sessions loaded on demand.
+pub struct ModelEntry {
+    pub id: String,
+    pub dir: PathBuf,
+    pub family: Family,
+    pub presets: Presets,
+    pub scheduler: SchedulerConfig,
+    pub vae_scaling_factor: f32,
+    pub has_vae_encoder: bool,
+    pub is_sdxl: bool,
+    /// Set when the folder is unusable; the model is still listed, with this reason.
+    pub problem: Option<String>,
+    loaded: Mutex<Option<Result<Arc<LoadedModel>, String>>>,
+}
+
+/// The sessions and tokenizers of one model.
+pub struct LoadedModel {
+    pub tokenizer: ClipTokenizer,
+    pub text_encoder: OnnxModel,
+    /// SDXL's second tokenizer and encoder (OpenCLIP bigG).
+    pub second: Option<(ClipTokenizer, OnnxModel)>,
+    pub unet: OnnxModel,
+    pub vae_decoder: OnnxModel,
+    pub vae_encoder: Option<OnnxModel>,
+}
+
+impl ModelEntry {
+    /// Reads a folder's configuration files; problems are recorded, not raised, so one broken
+    /// folder never hides the others.
+    pub fn open(dir: &Path) -> ModelEntry {
+        let id = dir.file_name().and_then(|n| n.to_str()).unwrap_or("model").to_string();
+        match Self::check(dir, &id) {
+            Ok(entry) => entry,
+            Err(problem) => {
+                let presets = presets::family_defaults(Family::Sd1, &id);
+                ModelEntry {
+                    id,
+                    dir: dir.to_path_buf(),
+                    family: Family::Sd1,
+                    presets,
+                    scheduler: SchedulerConfig::default(),
+                    vae_scaling_factor: 0.18215,
+                    has_vae_encoder: false,
+                    is_sdxl: false,
+                    problem: Some(problem),
+                    loaded: Mutex::new(None),
+                }
+            }
+        }
+    }
+
+    fn check(dir: &Path, id: &str) -> Result<ModelEntry, String> {
+        let need = |rel: &str| -> Result<PathBuf, String> {
+            let path = dir.join(rel);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(format!("{} is missing {rel}", dir.display()))
+            }
+        };
+        let index_text = std::fs::read_to_string(need("model_index.json")?).map_err(|e| e.to_string())?;
+        let index: serde_json::Value = serde_json::from_str(&index_text)
+            .map_err(|e| format!("{}: model_index.json is not valid JSON: {e}", dir.display()))?;
+        let class = index.get("_class_name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        for rel in ["text_encoder/model.onnx", "unet/model.onnx", "vae_decoder/model.onnx", "tokenizer/vocab.json", "tokenizer/merges.txt"] {
+            need(rel)?;
+        }
+        let is_sdxl = class.contains("XL") || dir.join("text_encoder_2").is_dir();
+        if is_sdxl {
+            for rel in ["text_encoder_2/model.onnx", "tokenizer_2/vocab.json", "tokenizer_2/merges.txt"] {
+                need(rel)?;
+            }
+        }
+        let scheduler_text = std::fs::read_to_string(need("scheduler/scheduler_config.json")?).map_err(|e| e.to_string())?;
+        let scheduler = SchedulerConfig::from_json(&scheduler_text)
+            .map_err(|e| format!("{}: scheduler/scheduler_config.json: {e}", dir.display()))?;
+
+        let vae_scaling_factor = ["vae_decoder/config.json", "vae/config.json"]
+            .iter()
+            .filter_map(|rel| std::fs::read_to_string(dir.join(rel)).ok())
+            .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .find_map(|v| v.get("scaling_factor").and_then(|f| f.as_f64()))
+            .map(|f| f as f32)
+            .unwrap_or(if is_sdxl { 0.13025 } else { 0.18215 });
+
+        let unet_config: serde_json::Value = std::fs::read_to_string(dir.join("unet/config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let lcm = class.contains("LatentConsistency")
+            || unet_config.get("time_cond_proj_dim").is_some_and(|v| !v.is_null())
+            || scheduler.class_name.as_deref() == Some("LCMScheduler");
+        let name_hint = format!("{id} {}", index.get("_name_or_path").and_then(|v| v.as_str()).unwrap_or("")).to_lowercase();
+        let detected = if name_hint.contains("turbo") {
+            Family::Turbo
+        } else if lcm {
+            Family::Lcm
+        } else if is_sdxl {
+            Family::Sdxl
+        } else if scheduler.prediction_type == "v_prediction" {
+            Family::Sd2V
+        } else {
+            Family::Sd1
+        };
+        let (family, presets) = presets::load(dir, detected, id)?;
+        Ok(ModelEntry {
+            id: id.to_string(),
+            dir: dir.to_path_buf(),
+            family,
+            presets,
+            scheduler,
+            vae_scaling_factor,
+            has_vae_encoder: dir.join("vae_encoder/model.onnx").is_file(),
+            is_sdxl,
+            problem: None,
+            loaded: Mutex::new(None),
+        })
+    }
+
+    /// The loaded sessions, loading them on first use. A failure is remembered (with the file
+    /// and reason) so a broken model fails fast instead of reloading on every request.
+    pub fn load(&self, runtime: &Runtime) -> Result<Arc<LoadedModel>, String> {
+        if let Some(problem) = &self.problem {
+            return Err(problem.clone());
+        }
+        let mut slot = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(result) = slot.as_ref() {
+            return result.clone();
+        }
+        let started = std::time::Instant::now();
+        let result = self.load_sessions(runtime).map(Arc::new).map_err(|e| e.to_string());
+        match &result {
+            Ok(_) => tracing::info!(model = %self.id, "loaded in {:.1}s", started.elapsed().as_secs_f32()),
+            Err(e) => tracing::error!(model = %self.id, "cannot load: {e}"),
+        }
+        *slot = Some(result.clone());
+        result
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        matches!(self.loaded.lock().unwrap_or_else(|p| p.into_inner()).as_ref(), Some(Ok(_)))
+    }
+
+    fn load_sessions(&self, runtime: &Runtime) -> Result<LoadedModel, ModelError> {
+        let tokenizer = |rel: &str| {
+            ClipTokenizer::from_dir(&self.dir.join(rel)).map_err(|e| ModelError::Run {
+                file: self.dir.join(rel).display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        let onnx = |rel: &str| OnnxModel::load(runtime, &self.dir.join(rel).join("model.onnx"));
+        let text_encoder = onnx("text_encoder")?;
+        text_encoder.require_input("input_ids")?;
+        let second = if self.is_sdxl {
+            let encoder = onnx("text_encoder_2")?;
+            encoder.require_input("input_ids")?;
+            Some((tokenizer("tokenizer_2")?, encoder))
+        } else {
+            None
+        };
+        let unet = onnx("unet")?;
+        for input in ["sample", "timestep", "encoder_hidden_states"] {
+            unet.require_input(input)?;
+        }
+        if self.is_sdxl {
+            unet.require_input("text_embeds")?;
+            unet.require_input("time_ids")?;
+        }
+        let vae_decoder = onnx("vae_decoder")?;
+        vae_decoder.require_input("latent_sample")?;
+        let vae_encoder = if self.has_vae_encoder {
+            let e = onnx("vae_encoder")?;
+            e.require_input("sample")?;
+            Some(e)
+        } else {
+            None
+        };
+        Ok(LoadedModel { tokenizer: tokenizer("tokenizer")?, text_encoder, second, unet, vae_decoder, vae_encoder })
+    }
+
+    pub fn info(&self) -> ImageModelInfo {
+        let p = &self.presets;
+        ImageModelInfo {
+            id: self.id.clone(),
+            name: p.display_name.clone(),
+            family: self.family.name().into(),
+            default_size: presets::size_text(p.default_size),
+            allowed_sizes: p.allowed_sizes.iter().map(|&s| presets::size_text(s)).collect(),
+            max_size: p.max_size,
+            samplers: SamplerKind::ALL.iter().map(|s| s.name().to_string()).collect(),
+            default_sampler: p.default_sampler.name().into(),
+            default_guidance: p.default_guidance,
+            steps: p.steps,
+            edit: self.has_vae_encoder,
+            error: self.problem.clone(),
+        }
+    }
+}
+
+/// All model folders, sorted by id.
+pub struct Registry {
+    pub dir: PathBuf,
+    pub models: Vec<Arc<ModelEntry>>,
+}
+
+impl Registry {
+    pub fn scan(dir: &Path) -> Registry {
+        let mut models = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+            dirs.sort();
+            for d in dirs {
+                let looks_like_model = d.join("model_index.json").is_file() || d.join("unet").is_dir();
+                if looks_like_model {
+                    models.push(Arc::new(ModelEntry::open(&d)));
+                } else {
+                    tracing::debug!("skipping {} (no model_index.json)", d.display());
+                }
+            }
+        }
+        Registry { dir: dir.to_path_buf(), models }
+    }
+
+    /// By id, or by a folder path (the CLI accepts either).
+    pub fn find(&self, name: &str) -> Option<Arc<ModelEntry>> {
+        self.models.iter().find(|m| m.id == name).cloned()
+    }
+
+    pub fn usable(&self) -> impl Iterator<Item = &Arc<ModelEntry>> {
+        self.models.iter().filter(|m| m.problem.is_none())
+    }
+}

@@ -1,0 +1,335 @@
+//! The `image_generator` tool: its JSON schema (what the LLM sees), argument validation that
+//! answers mistakes with a reason the LLM can act on, and the call into the image engine.
+
+use app::api::events::{ImageProgress, ImageQueued};
+use app::api::ImageMetadata;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::{styles, ToolContext, ToolImage, ToolOutcome};
+use crate::chat::llm::ToolSpec;
+use crate::imaging::diffusion::pipeline::EditInput;
+use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
+use crate::imaging::{encode, parameters_text, EngineError, EngineEvent};
+
+pub const NAME: &str = "image_generator";
+
+/// The tool's definition for the model, with the sizes of the model that will paint.
+pub fn spec(allowed_sizes: &[String], can_edit: bool) -> ToolSpec {
+    let mut sizes = vec!["auto".to_string()];
+    sizes.extend(allowed_sizes.iter().cloned());
+    let style_names: Vec<&str> = styles::PRESETS.iter().map(|p| p.id).collect();
+    let mut properties = json!({
+        "prompt": {
+            "type": "string",
+            "description": "Detailed description of the image: subject, setting, composition, lighting, colors. English works best.",
+            "minLength": 1,
+            "maxLength": request::MAX_PROMPT_CHARS
+        },
+        "n": {"type": "integer", "minimum": 1, "maximum": request::MAX_IMAGES, "default": 1, "description": "How many images to make."},
+        "quality": {"type": "string", "enum": ["auto", "low", "medium", "high"], "default": "auto", "description": "More steps for higher quality; low is fastest."},
+        "size": {"type": "string", "enum": sizes, "default": "auto", "description": "WIDTHxHEIGHT in pixels, or auto for the model's default."},
+        "style": {"type": "string", "description": format!("A style preset ({}) or a short free-text style such as \"ukiyo-e\".", style_names.join(", "))},
+        "negative_prompt": {"type": "string", "description": "What the image must not show."},
+        "seed": {"type": "integer", "minimum": 0, "description": "Reuse a seed from an earlier result to keep the composition when changing details."}
+    });
+    if can_edit {
+        properties["source_image"] = json!({"type": "string", "description": "Id of an earlier image of this conversation to refine instead of starting over (e.g. \"make it brighter\")."});
+        properties["strength"] = json!({"type": "number", "minimum": 0.05, "maximum": 1, "default": 0.6, "description": "With source_image: how much may change (0.3 subtle, 0.6 clear changes, 1 almost new)."});
+    }
+    ToolSpec {
+        name: NAME,
+        description: "Creates images from a text description with Easel's local diffusion model. The images are shown to the user directly; the result lists their ids and seeds. Call it when the user asks for a picture, drawing, photo or illustration.".into(),
+        parameters: json!({"type": "object", "properties": properties, "required": ["prompt"], "additionalProperties": false}),
+    }
+}
+
+/// The arguments as the LLM may send them; types are checked by hand for clearer messages.
+#[derive(Debug, Default, Deserialize)]
+struct RawArgs {
+    prompt: Option<Value>,
+    n: Option<Value>,
+    quality: Option<Value>,
+    size: Option<Value>,
+    style: Option<Value>,
+    negative_prompt: Option<Value>,
+    seed: Option<Value>,
+    source_image: Option<Value>,
+    strength: Option<Value>,
+}
+
+/// Validated arguments: the tool's own rules (DESIGN.md), before the model's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageToolArgs {
+    pub prompt: String,
+    pub n: i64,
+    pub quality: Quality,
+    pub size: SizeChoice,
+    pub style: Option<String>,
+    pub negative_prompt: String,
+    pub seed: Option<u64>,
+    pub source_image: Option<String>,
+    pub strength: Option<f32>,
+}
+
+pub fn parse_arguments(arguments: &str) -> Result<ImageToolArgs, String> {
+    let text = if arguments.trim().is_empty() { "{}" } else { arguments };
+    let raw: RawArgs = serde_json::from_str(text).map_err(|e| format!("the arguments are not a valid JSON object: {e}"))?;
+    let string = |field: &str, v: &Option<Value>| -> Result<Option<String>, String> {
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!("{field} must be a string (got {other})")),
+        }
+    };
+    let prompt = string("prompt", &raw.prompt)?.unwrap_or_default();
+    let chars = prompt.trim().chars().count();
+    if chars == 0 || chars > request::MAX_PROMPT_CHARS {
+        return Err(format!("prompt is required and must be 1 to {} characters (got {chars})", request::MAX_PROMPT_CHARS));
+    }
+    let n = match &raw.n {
+        None | Some(Value::Null) => 1,
+        Some(Value::Number(num)) => match num.as_i64() {
+            Some(v) => v,
+            None => return Err(format!("n must be a whole number from 1 to {} (got {num})", request::MAX_IMAGES)),
+        },
+        Some(Value::String(s)) => s.trim().parse::<i64>().map_err(|_| format!("n must be a whole number (got \"{s}\")"))?,
+        Some(other) => return Err(format!("n must be a whole number (got {other})")),
+    };
+    if !(1..=i64::from(request::MAX_IMAGES)).contains(&n) {
+        return Err(format!("n must be from 1 to {} (got {n})", request::MAX_IMAGES));
+    }
+    let quality = match string("quality", &raw.quality)? {
+        None => Quality::Auto,
+        Some(q) => Quality::parse(&q).ok_or_else(|| format!("quality must be auto, low, medium or high (got \"{q}\")"))?,
+    };
+    let size = match string("size", &raw.size)? {
+        None => SizeChoice::Auto,
+        Some(s) => SizeChoice::parse(&s).ok_or_else(|| format!("size must be auto or WIDTHxHEIGHT (got \"{s}\")"))?,
+    };
+    let seed = match &raw.seed {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(num)) => Some(num.as_u64().ok_or_else(|| format!("seed must be a whole number ≥ 0 (got {num})"))?),
+        Some(other) => return Err(format!("seed must be a whole number (got {other})")),
+    };
+    let strength = match &raw.strength {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(num)) => {
+            let s = num.as_f64().unwrap_or(-1.0) as f32;
+            if !(s > 0.0 && s <= 1.0) {
+                return Err(format!("strength must be above 0 and at most 1 (got {num})"));
+            }
+            Some(s)
+        }
+        Some(other) => return Err(format!("strength must be a number (got {other})")),
+    };
+    Ok(ImageToolArgs {
+        prompt: prompt.trim().to_string(),
+        n,
+        quality,
+        size,
+        style: string("style", &raw.style)?.filter(|s| !s.trim().is_empty()),
+        negative_prompt: string("negative_prompt", &raw.negative_prompt)?.unwrap_or_default(),
+        seed,
+        source_image: string("source_image", &raw.source_image)?.filter(|s| !s.trim().is_empty()),
+        strength,
+    })
+}
+
+/// Runs one call: validate, queue on the engine, relay progress, encode what comes back.
+pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
+    let args = match parse_arguments(arguments) {
+        Ok(a) => a,
+        Err(reason) => return ToolOutcome::error(reason),
+    };
+    let model = match ctx.engine.model(None) {
+        Ok(m) => m,
+        Err(e) => return ToolOutcome::error(e.to_string()),
+    };
+    let (engine_prompt, negative) = styles::apply(args.style.as_deref(), &args.prompt, &args.negative_prompt);
+
+    // Refining an earlier picture: its bytes come from this conversation's history.
+    let edit = match &args.source_image {
+        None => None,
+        Some(id) => {
+            let Some(bytes) = (ctx.find_image)(id).await else {
+                return ToolOutcome::error(format!(
+                    "source_image `{id}` is not an image of this conversation; use an id from an earlier image_generator result"
+                ));
+            };
+            match encode::decode(&bytes) {
+                Ok(rgb) => Some((rgb, args.strength.unwrap_or(0.6))),
+                Err(e) => return ToolOutcome::error(format!("source_image `{id}` cannot be read: {e}")),
+            }
+        }
+    };
+    let mut params = ImageParams {
+        prompt: engine_prompt.clone(),
+        negative_prompt: negative,
+        n: Some(args.n),
+        size: args.size,
+        quality: args.quality,
+        seed: args.seed,
+        preview: ctx.preview,
+        ..ImageParams::default()
+    };
+    if let Some((rgb, strength)) = &edit {
+        // Edits keep the source's size unless the call asks for another allowed one.
+        let (w, h) = match args.size {
+            SizeChoice::Exact(w, h) => (w, h),
+            SizeChoice::Auto => (rgb.width() / 8 * 8, rgb.height() / 8 * 8),
+        };
+        params.size = SizeChoice::Exact(w, h);
+        params.edit = Some(EditInput { image: super::edit_pixels(rgb, w, h), mask: None, strength: *strength });
+    }
+    let policy = if edit.is_some() { SizePolicy::AnyMultipleOf8 } else { SizePolicy::AllowedOnly };
+    let request = match request::resolve(params, &model, policy) {
+        Ok(r) => r,
+        Err(e) => return ToolOutcome::error(e.to_string()),
+    };
+
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let generation = ctx.engine.generate(request.clone(), events_tx, ctx.cancel.clone());
+    tokio::pin!(generation);
+    let tool_arguments = serde_json::from_str::<Value>(arguments).unwrap_or(Value::Null);
+    let mut images: Vec<ToolImage> = Vec::new();
+    let mut failure: Option<String> = None;
+    let mut result = None;
+    let mut pending_events = true;
+    while result.is_none() || pending_events {
+        tokio::select! {
+            outcome = &mut generation, if result.is_none() => result = Some(outcome),
+            event = events_rx.recv(), if pending_events => match event {
+                None => pending_events = false,
+                Some(EngineEvent::Queued { position }) => ctx.sink.image_queued(ImageQueued {
+                    tool_call_id: ctx.call_id.to_string(),
+                    count: request.n,
+                    first_index: ctx.first_index,
+                    width: request.width,
+                    height: request.height,
+                    prompt: args.prompt.clone(),
+                    queue_position: position,
+                }),
+                Some(EngineEvent::Started) => {}
+                Some(EngineEvent::Step { first, step, steps, previews }) => {
+                    for (k, preview) in previews.iter().enumerate() {
+                        ctx.sink.image_progress(ImageProgress {
+                            index: ctx.first_index + first + k as u32,
+                            step,
+                            steps,
+                            preview: preview.as_ref().and_then(encode::preview_data_url),
+                        });
+                    }
+                }
+                Some(EngineEvent::ImageReady(generated)) => {
+                    let seed = generated.seed;
+                    let generated_index = generated.index;
+                    let metadata = ImageMetadata {
+                        model: request.model.clone(),
+                        prompt: request.prompt.clone(),
+                        negative_prompt: request.negative_prompt.clone(),
+                        seed,
+                        steps: request.steps,
+                        sampler: request.sampler.name().into(),
+                        schedule: request.schedule.name().into(),
+                        guidance: request.guidance,
+                        width: request.width,
+                        height: request.height,
+                        tool_arguments: tool_arguments.clone(),
+                        source_image_id: args.source_image.clone(),
+                        strength: edit.as_ref().map(|(_, s)| *s),
+                    };
+                    let encoded = tokio::task::spawn_blocking({
+                        let parameters = parameters_text(&request, seed);
+                        move || {
+                            let rgb = generated.rgb();
+                            Ok::<_, encode::EncodeError>((encode::png(&rgb, Some(&parameters))?, encode::thumbnail(&rgb)?))
+                        }
+                    })
+                    .await;
+                    match encoded {
+                        Ok(Ok((png, thumbnail))) => {
+                            let image = ToolImage {
+                                id: crate::store::new_id(),
+                                index: ctx.first_index + generated_index,
+                                width: request.width,
+                                height: request.height,
+                                seed,
+                                png,
+                                thumbnail,
+                                metadata,
+                            };
+                            ctx.sink.image_ready(&image);
+                            images.push(image);
+                        }
+                        Ok(Err(e)) => failure = Some(e.to_string()),
+                        Err(e) => failure = Some(format!("encoding stopped: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    match result {
+        Some(Ok(_)) if failure.is_none() => {
+            let listed: Vec<Value> = images.iter().map(|i| json!({"id": i.id, "seed": i.seed})).collect();
+            let result = json!({
+                "status": "ok",
+                "model": request.model,
+                "prompt": args.prompt,
+                "size": format!("{}x{}", request.width, request.height),
+                "steps": request.steps,
+                "style": args.style,
+                "images": listed,
+                "note": "The images are already shown to the user. Do not repeat ids or links. To change one, call image_generator again with source_image set to its id (or reuse its seed)."
+            });
+            ToolOutcome { result: result.to_string(), is_error: false, images, cancelled: false }
+        }
+        Some(Err(EngineError::Cancelled)) => ToolOutcome {
+            result: json!({"status": "cancelled", "images": images.iter().map(|i| json!({"id": i.id, "seed": i.seed})).collect::<Vec<_>>()}).to_string(),
+            is_error: true,
+            images,
+            cancelled: true,
+        },
+        Some(Err(e)) => ToolOutcome { images, ..ToolOutcome::error(e.to_string()) },
+        Some(Ok(_)) | None => ToolOutcome { images, ..ToolOutcome::error(failure.unwrap_or_else(|| "image generation failed".into())) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_arguments_parse_with_defaults() {
+        let a = parse_arguments(r#"{"prompt":" a fox ","size":"512x512","quality":"high","seed":42,"style":"anime"}"#).unwrap();
+        assert_eq!(a.prompt, "a fox");
+        assert_eq!(a.n, 1);
+        assert_eq!(a.size, SizeChoice::Exact(512, 512));
+        assert_eq!(a.quality, Quality::High);
+        assert_eq!(a.seed, Some(42));
+        assert_eq!(a.style.as_deref(), Some("anime"));
+    }
+
+    #[test]
+    fn mistakes_come_back_as_reasons() {
+        assert!(parse_arguments(r#"{"prompt":"x","n":11}"#).unwrap_err().contains("n must be from 1 to 10 (got 11)"));
+        assert!(parse_arguments(r#"{"prompt":""}"#).unwrap_err().contains("prompt is required"));
+        assert!(parse_arguments(r#"{"n":2}"#).unwrap_err().contains("prompt is required"));
+        assert!(parse_arguments(r#"{"prompt":"x","quality":"ultra"}"#).unwrap_err().contains("quality must be"));
+        assert!(parse_arguments(r#"{"prompt":"x","size":"big"}"#).unwrap_err().contains("size must be"));
+        assert!(parse_arguments(r#"{"prompt": "x""#).unwrap_err().contains("not a valid JSON"));
+        assert!(parse_arguments(r#"{"prompt":"x","n":2.5}"#).unwrap_err().contains("whole number"));
+        let long = "a".repeat(2001);
+        assert!(parse_arguments(&json!({"prompt": long}).to_string()).unwrap_err().contains("2000"));
+    }
+
+    #[test]
+    fn schema_lists_sizes_and_requires_prompt() {
+        let s = spec(&["512x512".into()], true);
+        assert_eq!(s.parameters["required"], json!(["prompt"]));
+        assert_eq!(s.parameters["properties"]["size"]["enum"], json!(["auto", "512x512"]));
+        assert_eq!(s.parameters["properties"]["n"]["maximum"], 10);
+        assert!(s.parameters["properties"].get("source_image").is_some());
+    }
+}

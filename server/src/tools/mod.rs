@@ -1,0 +1,119 @@
+//! Easel's internal tools: what the LLM may call, each switched on per conversation (and per
+//! agent) through `internal_tools`. The first and, for now, only one is `image_generator`.
+//!
+//! A tool answers the LLM with short text (JSON) and never with pixels; images travel beside the
+//! answer to the orchestrator, which stores them with the message.
+
+pub mod image_generator;
+pub mod styles;
+
+use app::api::events::{ImageProgress, ImageQueued};
+use app::api::{ImageMetadata, InternalTools};
+use futures_util::future::BoxFuture;
+use image::RgbImage;
+use tokio_util::sync::CancellationToken;
+
+use crate::chat::llm::ToolSpec;
+use crate::imaging::diffusion::preview::PreviewRate;
+use crate::imaging::ImageEngine;
+
+/// Where a running tool reports progress (the run's event log, in practice).
+pub trait ToolSink: Send + Sync {
+    fn image_queued(&self, event: ImageQueued);
+    fn image_progress(&self, event: ImageProgress);
+    /// A finished, encoded image; called as soon as each image is ready.
+    fn image_ready(&self, image: &ToolImage);
+}
+
+/// What a tool call needs from the run that makes it.
+pub struct ToolContext<'a> {
+    pub engine: &'a ImageEngine,
+    pub cancel: CancellationToken,
+    pub sink: &'a dyn ToolSink,
+    pub call_id: &'a str,
+    /// Message-level index of this call's first image (earlier calls' images come first).
+    pub first_index: u32,
+    pub preview: PreviewRate,
+    /// Looks up an image of this conversation by id (PNG bytes), for `source_image`.
+    pub find_image: &'a (dyn Fn(&str) -> BoxFuture<'static, Option<Vec<u8>>> + Send + Sync),
+}
+
+/// A generated image, encoded and described, ready to be stored with its message.
+#[derive(Debug, Clone)]
+pub struct ToolImage {
+    pub id: String,
+    pub index: u32,
+    pub width: u32,
+    pub height: u32,
+    pub seed: u64,
+    pub png: Vec<u8>,
+    pub thumbnail: Vec<u8>,
+    pub metadata: ImageMetadata,
+}
+
+/// A tool's answer: `result` is the text the LLM sees.
+#[derive(Debug, Clone)]
+pub struct ToolOutcome {
+    pub result: String,
+    pub is_error: bool,
+    pub images: Vec<ToolImage>,
+    pub cancelled: bool,
+}
+
+impl ToolOutcome {
+    /// A failure the LLM can correct: the reason and a nudge to retry.
+    pub fn error(reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        let result = serde_json::json!({
+            "status": "error",
+            "error": reason,
+            "hint": "Correct the arguments and call the tool again, or tell the user why it cannot be done."
+        });
+        ToolOutcome { result: result.to_string(), is_error: true, images: Vec::new(), cancelled: false }
+    }
+
+    /// The plain reason, for the user-facing event.
+    pub fn reason(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.result)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_else(|| self.result.clone())
+    }
+}
+
+/// The tools offered to the LLM for a conversation's toggles; empty means "send no tools".
+pub fn offered(toggles: InternalTools, engine: &ImageEngine) -> Vec<ToolSpec> {
+    let mut tools = Vec::new();
+    if toggles.image_creation {
+        if let Ok(model) = engine.model(None) {
+            let info = model.info();
+            tools.push(image_generator::spec(&info.allowed_sizes, info.edit));
+        }
+    }
+    tools
+}
+
+/// Dispatches a call by name; unknown names are answered, not crashed on.
+pub async fn call(name: &str, arguments: &str, ctx: &ToolContext<'_>) -> ToolOutcome {
+    match name {
+        image_generator::NAME => image_generator::call(ctx, arguments).await,
+        other => ToolOutcome::error(format!("there is no tool named `{other}`; the available tool is image_generator")),
+    }
+}
+
+/// A source picture as the engine wants it: resized to `w`×`h`, `[3, h, w]` in [-1, 1].
+pub fn edit_pixels(rgb: &RgbImage, w: u32, h: u32) -> Vec<f32> {
+    let resized = if rgb.dimensions() == (w, h) {
+        rgb.clone()
+    } else {
+        image::imageops::resize(rgb, w, h, image::imageops::FilterType::Lanczos3)
+    };
+    let plane = (w * h) as usize;
+    let mut out = vec![0.0f32; 3 * plane];
+    for (i, p) in resized.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = f32::from(p.0[c]) / 127.5 - 1.0;
+        }
+    }
+    out
+}
