@@ -2,6 +2,9 @@
 //! HTTP API's shared types. Nothing here may depend on server-only crates: this crate
 //! compiles to wasm.
 
+// Leptos views are deeply nested types; the default limit is too low for a real page.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod client;
 mod components;

@@ -1,5 +1,7 @@
 //! The browser entry point: hydrate the server-rendered page with the same `App`.
 
+#![recursion_limit = "256"]
+
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();

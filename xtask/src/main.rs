@@ -1,1 +1,156 @@
-fn main(){}
+//! Easel's build driver, run as `cargo xtask <command>` (the alias is in `.cargo/config.toml`).
+//!
+//! It does what cargo-leptos would (build the wasm front end, bind it with wasm-bindgen, shrink
+//! it with wasm-opt in release, copy the assets, build the server) without a 22-minute tool
+//! install, and it sets up what a fresh machine lacks: the wasm32 target, ONNX Runtime (from
+//! the `onnxruntime` Python wheel, into `.easel/onnxruntime/`), npm packages and Chromium.
+//!
+//! Commands: `setup`, `build [--release]`, `run [--release] [-- ARGS]`, `test`, `bench`.
+
+mod bench;
+mod setup;
+mod site;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+pub type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::all(&root()),
+        Some("build") => build(&Options::parse(&args[1..])).map(|_| ()),
+        Some("run") => run(&Options::parse(&args[1..])),
+        Some("test") => test(),
+        Some("bench") => bench::run(&root(), &args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n  setup              install what a fresh machine lacks\n  build [--release]  build the web assets and the server\n  run [--release] [-- ARGS]\n                     set up, build and start `easel serve` (or `easel ARGS`)\n  test               formatting, lints, unit/integration tests and browser tests\n  bench [--quick]    engine vs. the Python reference pipeline"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("\nxtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Options shared by `build` and `run`.
+pub struct Options {
+    pub release: bool,
+    pub features: Vec<String>,
+    /// Arguments for the `easel` binary (after `--`).
+    pub passthrough: Vec<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Options {
+        let mut options = Options { release: false, features: Vec::new(), passthrough: Vec::new() };
+        let mut iter = args.iter();
+        while let Some(arg) = iter.next() {
+            match arg.as_str() {
+                "--release" | "-r" => options.release = true,
+                "--features" => options.features.extend(iter.next().cloned()),
+                "--" => {
+                    options.passthrough = iter.cloned().collect();
+                    break;
+                }
+                other => options.passthrough.push(other.to_string()),
+            }
+        }
+        options
+    }
+}
+
+/// The repository root (the parent of this crate's folder).
+pub fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Runs a command, echoing it; fails with the command line when it fails.
+pub fn exec(command: &mut Command) -> Result {
+    eprintln!("$ {}", describe(command));
+    let status = command.status().map_err(|e| format!("cannot start `{}`: {e}", describe(command)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({status})", describe(command)))
+    }
+}
+
+fn describe(command: &Command) -> String {
+    let mut text = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
+
+/// Builds the site and the server; returns the server binary.
+fn build(options: &Options) -> Result<PathBuf> {
+    let root = root();
+    setup::wasm_target()?;
+    site::build(&root, options.release)?;
+    let mut command = cargo();
+    command.current_dir(&root).args(["build", "-p", "server"]);
+    if options.release {
+        command.arg("--release");
+    }
+    if !options.features.is_empty() {
+        command.args(["--features", &options.features.join(",")]);
+    }
+    exec(&mut command)?;
+    let profile = if options.release { "release" } else { "debug" };
+    Ok(root.join("target").join(profile).join(format!("easel{}", std::env::consts::EXE_SUFFIX)))
+}
+
+fn run(options: &Options) -> Result {
+    let root = root();
+    setup::onnxruntime(&root)?;
+    let binary = build(options)?;
+    let mut command = Command::new(&binary);
+    command.current_dir(&root);
+    if options.passthrough.is_empty() {
+        command.arg("serve");
+    } else {
+        command.args(&options.passthrough);
+    }
+    exec(&mut command)
+}
+
+fn test() -> Result {
+    let root = root();
+    setup::all(&root)?;
+    let ort = setup::onnxruntime(&root)?;
+    exec(cargo().current_dir(&root).args(["fmt", "--all", "--", "--check"]))?;
+    exec(cargo().current_dir(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The browser half of `app` only compiles for wasm; lint it there too.
+    exec(cargo().current_dir(&root).args([
+        "clippy",
+        "-p",
+        "app",
+        "-p",
+        "frontend",
+        "--features",
+        "app/hydrate",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    exec(cargo().current_dir(&root).args(["test", "--workspace"]).env("ORT_DYLIB_PATH", &ort))?;
+    let binary = build(&Options { release: false, features: Vec::new(), passthrough: Vec::new() })?;
+    site::end2end(&root, &binary, &ort)
+}

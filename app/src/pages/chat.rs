@@ -309,6 +309,7 @@ fn ConversationView(id: String, models: LocalResource<Result<ModelsResponse, cli
         </div>
         <Composer text=text running=running send=send stop=stop conversation=conversation models=models/>
     }
+    .into_any()
 }
 
 fn local_message(id: &str, role: &str, content: &str, status: &str) -> Message {
@@ -452,6 +453,7 @@ fn MessageView(message: Shown) -> impl IntoView {
             {move || message.error.get().map(|e| view! { <p class="error-text" role="alert">{e.message}</p> })}
         </article>
     }
+    .into_any()
 }
 
 #[component]
@@ -587,4 +589,5 @@ fn Composer(
             </div>
         </form>
     }
+    .into_any()
 }
