@@ -23,14 +23,26 @@ impl std::fmt::Display for ClientError {
 
 impl ClientError {
     fn network(message: impl Into<String>) -> Self {
-        ClientError { status: 0, code: "network".into(), message: message.into() }
+        ClientError {
+            status: 0,
+            code: "network".into(),
+            message: message.into(),
+        }
     }
 
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     fn from_body(status: u16, text: &str) -> Self {
         match serde_json::from_str::<ErrorBody>(text) {
-            Ok(body) => ClientError { status, code: body.error.code, message: body.error.message },
-            Err(_) => ClientError { status, code: "http".into(), message: format!("The server answered {status}.") },
+            Ok(body) => ClientError {
+                status,
+                code: body.error.code,
+                message: body.error.message,
+            },
+            Err(_) => ClientError {
+                status,
+                code: "http".into(),
+                message: format!("The server answered {status}."),
+            },
         }
     }
 }
@@ -39,13 +51,19 @@ pub type ClientResult<T> = Result<T, ClientError>;
 
 pub async fn get<T: DeserializeOwned>(url: &str) -> ClientResult<T> {
     let text = request("GET", url, None).await?;
-    serde_json::from_str(&text).map_err(|e| ClientError::network(format!("Unexpected answer from {url}: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError::network(format!("Unexpected answer from {url}: {e}")))
 }
 
-pub async fn send<B: Serialize, T: DeserializeOwned>(method: &str, url: &str, body: &B) -> ClientResult<T> {
+pub async fn send<B: Serialize, T: DeserializeOwned>(
+    method: &str,
+    url: &str,
+    body: &B,
+) -> ClientResult<T> {
     let body = serde_json::to_string(body).map_err(|e| ClientError::network(e.to_string()))?;
     let text = request(method, url, Some(body)).await?;
-    serde_json::from_str(&text).map_err(|e| ClientError::network(format!("Unexpected answer from {url}: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError::network(format!("Unexpected answer from {url}: {e}")))
 }
 
 /// A request whose answer has no body worth reading (DELETE, cancel).
@@ -62,19 +80,28 @@ async fn request(method: &str, url: &str, body: Option<String>) -> ClientResult<
     init.set_method(method);
     if let Some(body) = &body {
         init.set_body(&wasm_bindgen::JsValue::from_str(body));
-        let headers = web_sys::Headers::new().map_err(|_| ClientError::network("cannot build headers"))?;
+        let headers =
+            web_sys::Headers::new().map_err(|_| ClientError::network("cannot build headers"))?;
         let _ = headers.set("Content-Type", "application/json");
         init.set_headers(&headers);
     }
-    let request =
-        web_sys::Request::new_with_str_and_init(url, &init).map_err(|_| ClientError::network("cannot build request"))?;
+    let request = web_sys::Request::new_with_str_and_init(url, &init)
+        .map_err(|_| ClientError::network("cannot build request"))?;
     let window = web_sys::window().ok_or_else(|| ClientError::network("no window"))?;
     let response = JsFuture::from(window.fetch_with_request(&request))
         .await
         .map_err(|_| ClientError::network("The server cannot be reached. Is Easel running?"))?;
-    let response: web_sys::Response = response.dyn_into().map_err(|_| ClientError::network("bad response"))?;
-    let text_promise = response.text().map_err(|_| ClientError::network("unreadable response"))?;
-    let text = JsFuture::from(text_promise).await.ok().and_then(|v| v.as_string()).unwrap_or_default();
+    let response: web_sys::Response = response
+        .dyn_into()
+        .map_err(|_| ClientError::network("bad response"))?;
+    let text_promise = response
+        .text()
+        .map_err(|_| ClientError::network("unreadable response"))?;
+    let text = JsFuture::from(text_promise)
+        .await
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_default();
     if response.ok() {
         Ok(text)
     } else {
@@ -111,20 +138,28 @@ impl RunEvents {
             let closing = source.clone();
             let terminal = matches!(
                 name,
-                crate::api::events::RUN_FINISHED | crate::api::events::RUN_CANCELLED | crate::api::events::RUN_ERROR
+                crate::api::events::RUN_FINISHED
+                    | crate::api::events::RUN_CANCELLED
+                    | crate::api::events::RUN_ERROR
             );
-            let listener = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
-                let data = e.data().as_string().unwrap_or_default();
-                on_event(name, &data);
-                if terminal {
-                    // Without this the browser reconnects after the server closes the stream.
-                    closing.close();
-                }
-            });
-            let _ = source.add_event_listener_with_callback(name, listener.as_ref().unchecked_ref());
+            let listener = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
+                move |e: web_sys::MessageEvent| {
+                    let data = e.data().as_string().unwrap_or_default();
+                    on_event(name, &data);
+                    if terminal {
+                        // Without this the browser reconnects after the server closes the stream.
+                        closing.close();
+                    }
+                },
+            );
+            let _ =
+                source.add_event_listener_with_callback(name, listener.as_ref().unchecked_ref());
             listeners.push(listener);
         }
-        Some(RunEvents { source, _listeners: listeners })
+        Some(RunEvents {
+            source,
+            _listeners: listeners,
+        })
     }
 
     #[cfg(not(feature = "hydrate"))]

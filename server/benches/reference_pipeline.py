@@ -39,8 +39,8 @@ tokenizer reproduces it). transformers 5 dropped it, so:
 `ftfy` must not be installed (the slow tokenizer would then clean text differently).
 
 CLI (one warm-up then R timed runs with `--repeat R`; `--json` prints one line
-`{"runs": [{"total_ms", "text_encoder_ms", "denoise_ms", "vae_ms", "onnx_ms", "encode_ms"}, ...],
-"mean": {...}}` where onnx_ms is the wall time inside `session.run` calls and total_ms includes
+`{"tokenizer", "threads", "runs": [{"total_ms", "text_encoder_ms", "denoise_ms", "vae_ms", "onnx_ms",
+"encode_ms"}, ...], "mean": {...}}` where onnx_ms is the wall time inside `session.run` calls and total_ms includes
 the PNG encoding (encode_ms), as `easel generate --json` counts it; session loading is not timed):
 
     python3 server/benches/reference_pipeline.py --model server/tests/assets/models/tiny-sd \\
@@ -161,7 +161,7 @@ class Tokenizer:
                 if done.returncode != 0:
                     raise RuntimeError(f"tokenizing with {self.python} failed:\n{done.stderr}")
                 answer = json.loads(done.stdout)
-                ids, self.kind = answer["ids"], answer["kind"] + f" ({self.python})"
+                ids, self.kind = answer["ids"], answer["kind"] + " (EASEL_TOKENIZER_PYTHON subprocess)"
             for text, row in zip(missing, ids):
                 assert len(row) == MAX_LENGTH, (text, len(row))
                 self._cache[text] = list(row)

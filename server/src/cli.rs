@@ -14,7 +14,11 @@ use crate::imaging::runtime::Runtime;
 use crate::imaging::{encode, hub, parameters_text, run_job, EngineEvent, GeneratedImage};
 
 #[derive(Debug, Parser)]
-#[command(name = "easel", version, about = "A self-hosted chat assistant that paints.")]
+#[command(
+    name = "easel",
+    version,
+    about = "A self-hosted chat assistant that paints."
+)]
 pub struct Cli {
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -105,30 +109,52 @@ pub fn init_logging(verbose: u8) {
         1 => "debug,ort=info,sqlx=warn,hyper=info",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 pub async fn run(cli: Cli) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     match cli.command {
         Command::Serve => crate::serve(config).await.map_err(|e| e.to_string()),
-        Command::Generate(args) => tokio::task::spawn_blocking(move || generate(&config, args)).await.map_err(|e| e.to_string())?,
-        Command::Models { command: ModelsCommand::List } => {
+        Command::Generate(args) => tokio::task::spawn_blocking(move || generate(&config, args))
+            .await
+            .map_err(|e| e.to_string())?,
+        Command::Models {
+            command: ModelsCommand::List,
+        } => {
             list_models(&config);
             Ok(())
         }
-        Command::Models { command: ModelsCommand::Pull { repo, revision, name } } => {
+        Command::Models {
+            command:
+                ModelsCommand::Pull {
+                    repo,
+                    revision,
+                    name,
+                },
+        } => {
             crate::install_tls_provider();
             let name = name.unwrap_or_else(|| repo.rsplit('/').next().unwrap_or(&repo).to_string());
             let dest = config.models_dir.join(&name);
             let hub = hub::Hub::from_env().map_err(|e| e.to_string())?;
-            hub.pull(&repo, &revision, &dest, false).await.map_err(|e| e.to_string())?;
+            hub.pull(&repo, &revision, &dest, false)
+                .await
+                .map_err(|e| e.to_string())?;
             let entry = ModelEntry::open(&dest);
             match entry.problem {
                 Some(p) => Err(format!("downloaded, but the folder is not usable: {p}")),
                 None => {
-                    println!("{} is ready as model `{}` ({}).", repo, entry.id, entry.family.name());
+                    println!(
+                        "{} is ready as model `{}` ({}).",
+                        repo,
+                        entry.id,
+                        entry.family.name()
+                    );
                     Ok(())
                 }
             }
@@ -188,10 +214,16 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
         negative_prompt: args.negative.clone(),
         n: Some(args.n),
         size: match &args.size {
-            Some(s) => SizeChoice::parse(s).ok_or_else(|| format!("--size must be WIDTHxHEIGHT, not {s}"))?,
+            Some(s) => SizeChoice::parse(s)
+                .ok_or_else(|| format!("--size must be WIDTHxHEIGHT, not {s}"))?,
             None => SizeChoice::Auto,
         },
-        quality: Quality::parse(&args.quality).ok_or_else(|| format!("--quality must be auto, low, medium or high, not {}", args.quality))?,
+        quality: Quality::parse(&args.quality).ok_or_else(|| {
+            format!(
+                "--quality must be auto, low, medium or high, not {}",
+                args.quality
+            )
+        })?,
         steps: args.steps,
         guidance: args.guidance,
         sampler: args.sampler.clone(),
@@ -201,7 +233,8 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
         preview: crate::imaging::diffusion::preview::PreviewRate::None,
         edit: None,
     };
-    let request = request::resolve(params, &entry, SizePolicy::AnyMultipleOf8).map_err(|e| e.to_string())?;
+    let request =
+        request::resolve(params, &entry, SizePolicy::AnyMultipleOf8).map_err(|e| e.to_string())?;
 
     let load_started = Instant::now();
     let runtime = Runtime::load(&config.images).map_err(|e| e.to_string())?;
@@ -214,14 +247,24 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
     let total_runs = if args.repeat > 0 { args.repeat + 1 } else { 1 };
     for r in 0..total_runs {
         let started = Instant::now();
-        let (images, timings) = run_job(&entry, &runtime, &request, &mut |_: EngineEvent| {}, &|| false, None).map_err(|e| e.to_string())?;
+        let (images, timings) = run_job(
+            &entry,
+            &runtime,
+            &request,
+            &mut |_: EngineEvent| {},
+            &|| false,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
         let generate_ms = ms(started);
         let encode_started = Instant::now();
         let last = r + 1 == total_runs;
         for image in &images {
             let bytes = encode_image(&request, image, format)?;
             if last {
-                let path = args.out.join(format!("easel-{}-{}.{format}", image.seed, image.index));
+                let path = args
+                    .out
+                    .join(format!("easel-{}-{}.{format}", image.seed, image.index));
                 std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
                 if args.npy {
                     let npy_path = path.with_extension("npy");
@@ -244,7 +287,9 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
             }));
         }
     }
-    let mean = |key: &str| runs.iter().filter_map(|r| r[key].as_f64()).sum::<f64>() / runs.len().max(1) as f64;
+    let mean = |key: &str| {
+        runs.iter().filter_map(|r| r[key].as_f64()).sum::<f64>() / runs.len().max(1) as f64
+    };
     if args.json {
         let summary = json!({
             "model": entry.id,
@@ -290,7 +335,11 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn encode_image(request: &request::GenerationRequest, image: &GeneratedImage, format: &str) -> Result<Vec<u8>, String> {
+fn encode_image(
+    request: &request::GenerationRequest,
+    image: &GeneratedImage,
+    format: &str,
+) -> Result<Vec<u8>, String> {
     let rgb = image.rgb();
     let result = match format {
         "png" => encode::png(&rgb, Some(&parameters_text(request, image.seed))),

@@ -60,7 +60,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(setting: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self { setting: setting.into(), problem: problem.into(), fix: fix.into() }
+        Self {
+            setting: setting.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
     }
 }
 
@@ -138,7 +142,10 @@ impl Config {
             None => FileConfig::default(),
         };
 
-        let addr_text = env.var("EASEL_ADDR").or(file.addr).unwrap_or_else(|| DEFAULT_ADDR.into());
+        let addr_text = env
+            .var("EASEL_ADDR")
+            .or(file.addr)
+            .unwrap_or_else(|| DEFAULT_ADDR.into());
         let addr = addr_text.parse::<SocketAddr>().map_err(|_| {
             ConfigError::new(
                 "EASEL_ADDR",
@@ -147,8 +154,10 @@ impl Config {
             )
         })?;
 
-        let database_url =
-            env.var("DATABASE_URL").or(file.database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let database_url = env
+            .var("DATABASE_URL")
+            .or(file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         if !database_url.starts_with("sqlite:") {
             return Err(ConfigError::new(
                 "DATABASE_URL",
@@ -178,12 +187,19 @@ impl Config {
                     ConfigError::new(
                         format!("providers.{}.api_key_env", p.name),
                         format!("the environment variable {var} is not set"),
-                        format!("export {var}=<key>, or remove api_key_env for servers without keys"),
+                        format!(
+                            "export {var}=<key>, or remove api_key_env for servers without keys"
+                        ),
                     )
                 })?,
                 (None, None) => String::new(),
             };
-            providers.push(ProviderConfig { name: p.name, base_url: p.base_url, api_key, models: p.models });
+            providers.push(ProviderConfig {
+                name: p.name,
+                base_url: p.base_url,
+                api_key,
+                models: p.models,
+            });
         }
 
         // The environment's provider (OPENAI_*) comes first, so it is the default.
@@ -200,13 +216,24 @@ impl Config {
             } else if env_base.is_none() {
                 models.push(OPENAI_DEFAULT_MODEL.to_string());
             }
-            let name = if env_base.is_none() { "openai".to_string() } else { provider_name_from_url(&base_url) };
-            providers.insert(0, ProviderConfig { name, base_url, api_key: env_key.unwrap_or_default(), models });
+            let name = if env_base.is_none() {
+                "openai".to_string()
+            } else {
+                provider_name_from_url(&base_url)
+            };
+            let provider = ProviderConfig {
+                name,
+                base_url,
+                api_key: env_key.unwrap_or_default(),
+                models,
+            };
+            validate_provider(&provider, "OPENAI_BASE_URL")?;
+            providers.insert(0, provider);
         }
 
         let mut seen = std::collections::HashSet::new();
         for p in &providers {
-            validate_provider(p)?;
+            validate_provider(p, &format!("providers.{}.base_url", p.name))?;
             if !seen.insert(p.name.clone()) {
                 return Err(ConfigError::new(
                     format!("providers.{}", p.name),
@@ -239,11 +266,19 @@ impl Config {
             None => file.images.concurrency.unwrap_or(1),
         };
         if !(1..=64).contains(&concurrency) {
-            return Err(ConfigError::new("images.concurrency", "must be 1 to 64", "use a small number such as 1"));
+            return Err(ConfigError::new(
+                "images.concurrency",
+                "must be 1 to 64",
+                "use a small number such as 1",
+            ));
         }
         let threads = match env.var("EASEL_ORT_THREADS") {
             Some(v) => v.parse::<usize>().map_err(|_| {
-                ConfigError::new("EASEL_ORT_THREADS", format!("`{v}` is not a number"), "use 0 (automatic) or a thread count")
+                ConfigError::new(
+                    "EASEL_ORT_THREADS",
+                    format!("`{v}` is not a number"),
+                    "use 0 (automatic) or a thread count",
+                )
             })?,
             None => file.images.threads.unwrap_or(0),
         };
@@ -259,7 +294,10 @@ impl Config {
                 "use auto, cpu, cuda or directml",
             ));
         }
-        let ort_dylib_path = env.var("ORT_DYLIB_PATH").map(PathBuf::from).or(file.images.ort_dylib_path);
+        let ort_dylib_path = env
+            .var("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .or(file.images.ort_dylib_path);
 
         let site_root = env
             .var("LEPTOS_SITE_ROOT")
@@ -273,7 +311,12 @@ impl Config {
             models_dir,
             providers,
             default_llm,
-            images: ImageSettings { concurrency, ort_dylib_path, execution_provider, threads },
+            images: ImageSettings {
+                concurrency,
+                ort_dylib_path,
+                execution_provider,
+                threads,
+            },
             image_model: env.var("EASEL_IMAGE_MODEL").or(file.images.default_model),
             site_root,
             api_key: env.var("EASEL_API_KEY").or(file.api_key),
@@ -298,14 +341,17 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
-fn validate_provider(p: &ProviderConfig) -> Result<(), ConfigError> {
-    let setting = format!("providers.{}", p.name);
+fn validate_provider(p: &ProviderConfig, url_setting: &str) -> Result<(), ConfigError> {
     if p.name.is_empty() || p.name.contains('/') {
-        return Err(ConfigError::new(setting, "the name is empty or contains `/`", "use a short name like `ollama`"));
+        return Err(ConfigError::new(
+            format!("providers.{}", p.name),
+            "the name is empty or contains `/`",
+            "use a short name like `ollama`",
+        ));
     }
     if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
         return Err(ConfigError::new(
-            if p.name == "openai" { "OPENAI_BASE_URL".to_string() } else { format!("{setting}.base_url") },
+            url_setting,
             format!("`{}` is not an http(s) URL", p.base_url),
             "use the server's OpenAI-compatible base, for example http://localhost:11434/v1",
         ));
@@ -316,13 +362,23 @@ fn validate_provider(p: &ProviderConfig) -> Result<(), ConfigError> {
 fn parse_positive(setting: &str, value: &str, max: usize) -> Result<usize, ConfigError> {
     match value.parse::<usize>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ConfigError::new(setting, format!("`{value}` is not a number from 1 to {max}"), "use 1 unless you have several GPUs' worth of memory")),
+        _ => Err(ConfigError::new(
+            setting,
+            format!("`{value}` is not a number from 1 to {max}"),
+            "use 1 unless you have several GPUs' worth of memory",
+        )),
     }
 }
 
 /// `http://localhost:11434/v1` → `localhost`; keeps model ids readable (`localhost/llama3.2`).
 fn provider_name_from_url(url: &str) -> String {
-    let host = url.split("://").nth(1).unwrap_or(url).split(['/', ':']).next().unwrap_or("llm");
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("llm");
     match host {
         "api.openai.com" => "openai".into(),
         "" => "llm".into(),
@@ -354,7 +410,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -433,7 +492,12 @@ concurrency = 2
         )
         .unwrap();
         let p = path.to_str().unwrap();
-        let c = Config::load(&env(&[("EASEL_CONFIG", p), ("VLLM_KEY", "k"), ("EASEL_ADDR", "127.0.0.1:5000")])).unwrap();
+        let c = Config::load(&env(&[
+            ("EASEL_CONFIG", p),
+            ("VLLM_KEY", "k"),
+            ("EASEL_ADDR", "127.0.0.1:5000"),
+        ]))
+        .unwrap();
         assert_eq!(c.addr.port(), 5000);
         assert_eq!(c.providers.len(), 2);
         assert_eq!(c.providers[1].api_key, "k");

@@ -33,7 +33,10 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("cannot listen on {addr}: {source}. Fix: free the port or set EASEL_ADDR to another address")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -50,12 +53,20 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let store = Store::connect(&config.database_url).await?;
     let closed = store.close_interrupted_runs().await?;
     if closed > 0 {
-        tracing::warn!("{closed} reply(ies) were cut off by the last shutdown; they are marked as failed");
+        tracing::warn!(
+            "{closed} reply(ies) were cut off by the last shutdown; they are marked as failed"
+        );
     }
-    let engine = ImageEngine::start(&config.models_dir, &config.images, config.image_model.as_deref());
+    let engine = ImageEngine::start(
+        &config.models_dir,
+        &config.images,
+        config.image_model.as_deref(),
+    );
     let providers = Providers::from_config(&config);
     if providers.is_direct_only() {
-        tracing::info!("no LLM configured: using the built-in `direct` provider (see README to connect one)");
+        tracing::info!(
+            "no LLM configured: using the built-in `direct` provider (see README to connect one)"
+        );
     }
     let leptos = LeptosOptions::builder()
         .output_name("easel")
@@ -63,7 +74,14 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         .site_pkg_dir("pkg")
         .site_addr(config.addr)
         .build();
-    Ok(AppState { config: Arc::new(config), store, engine, providers, runs: RunRegistry::default(), leptos })
+    Ok(AppState {
+        config: Arc::new(config),
+        store,
+        engine,
+        providers,
+        runs: RunRegistry::default(),
+        leptos,
+    })
 }
 
 /// Starts the background work that should not delay start-up.
@@ -75,7 +93,12 @@ pub fn warm_up(state: &AppState) {
 /// Serves until Ctrl-C / SIGTERM, then lets live runs record that they were stopped.
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let addr = config.addr;
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
     if !config.site_root.join("pkg").is_dir() {
         tracing::warn!(
             "web assets not found in {} (run `cargo xtask build`); the API works, the UI will not hydrate",
@@ -86,7 +109,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     warm_up(&state);
     let runs = state.runs.clone();
     tracing::info!("Easel is listening on http://{addr}");
-    axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal()).await.map_err(StartError::Serve)?;
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(StartError::Serve)?;
     stop_runs(&runs).await;
     Ok(())
 }

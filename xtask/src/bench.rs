@@ -23,18 +23,48 @@ pub fn run(root: &Path, args: &[String]) -> Result {
     let repeat = if quick { "2" } else { "5" };
     let threads = std::env::var("EASEL_ORT_THREADS").unwrap_or_else(|_| "2".into());
     let ort = setup::onnxruntime(root)?;
-    exec(cargo().current_dir(root).args(["build", "--release", "-p", "server"]))?;
-    let easel = root.join("target/release").join(format!("easel{}", std::env::consts::EXE_SUFFIX));
+    exec(
+        cargo()
+            .current_dir(root)
+            .args(["build", "--release", "-p", "server"]),
+    )?;
+    let easel = root
+        .join("target/release")
+        .join(format!("easel{}", std::env::consts::EXE_SUFFIX));
 
     let medium = root.join("target/bench/medium-sd");
     if !medium.join("model_index.json").is_file() {
-        exec(Command::new("python3").current_dir(root).arg("server/tests/assets/make_test_models.py").arg("--medium").arg(&medium))?;
+        exec(
+            Command::new("python3")
+                .current_dir(root)
+                .arg("server/tests/assets/make_test_models.py")
+                .arg("--medium")
+                .arg(&medium),
+        )?;
     }
     let tiny = root.join("server/tests/assets/models/tiny-sd");
     let cases = [
-        Case { label: "tiny (overhead-bound)", model: tiny.display().to_string(), size: "64x64", n: 1, steps: 20 },
-        Case { label: "tiny, n=4", model: tiny.display().to_string(), size: "64x64", n: 4, steps: 20 },
-        Case { label: "medium (compute-bound)", model: medium.display().to_string(), size: "512x512", n: 1, steps: 10 },
+        Case {
+            label: "tiny (overhead-bound)",
+            model: tiny.display().to_string(),
+            size: "64x64",
+            n: 1,
+            steps: 20,
+        },
+        Case {
+            label: "tiny, n=4",
+            model: tiny.display().to_string(),
+            size: "64x64",
+            n: 4,
+            steps: 20,
+        },
+        Case {
+            label: "medium (compute-bound)",
+            model: medium.display().to_string(),
+            size: "512x512",
+            n: 1,
+            steps: 10,
+        },
     ];
     let out = root.join("target/bench/out");
     let mut rows = Vec::new();
@@ -99,7 +129,10 @@ pub fn run(root: &Path, args: &[String]) -> Result {
         ));
     }
     println!("\nEngine vs reference ({threads} ORT threads, {repeat} timed runs each, mean ms per request)");
-    println!("{:<24} {:>10} {:>10} {:>8} {:>11} {:>11}", "case", "easel", "reference", "ratio", "easel out", "ref out");
+    println!(
+        "{:<24} {:>10} {:>10} {:>8} {:>11} {:>11}",
+        "case", "easel", "reference", "ratio", "easel out", "ref out"
+    );
     for row in rows {
         println!("{row}");
     }
@@ -108,12 +141,21 @@ pub fn run(root: &Path, args: &[String]) -> Result {
 }
 
 fn json_line(command: &mut Command) -> Result<serde_json::Value> {
-    let output = command.output().map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
     if !output.status.success() {
-        return Err(format!("{command:?} failed:\n{}", String::from_utf8_lossy(&output.stderr)));
+        return Err(format!(
+            "{command:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
     let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or("no JSON line in the output")?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or("no JSON line in the output")?;
     serde_json::from_str(line).map_err(|e| format!("bad JSON from {command:?}: {e}"))
 }
 

@@ -50,7 +50,11 @@ pub struct Options {
 
 impl Options {
     fn parse(args: &[String]) -> Options {
-        let mut options = Options { release: false, features: Vec::new(), passthrough: Vec::new() };
+        let mut options = Options {
+            release: false,
+            features: Vec::new(),
+            passthrough: Vec::new(),
+        };
         let mut iter = args.iter();
         while let Some(arg) = iter.next() {
             match arg.as_str() {
@@ -80,7 +84,9 @@ pub fn cargo() -> Command {
 /// Runs a command, echoing it; fails with the command line when it fails.
 pub fn exec(command: &mut Command) -> Result {
     eprintln!("$ {}", describe(command));
-    let status = command.status().map_err(|e| format!("cannot start `{}`: {e}", describe(command)))?;
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot start `{}`: {e}", describe(command)))?;
     if status.success() {
         Ok(())
     } else {
@@ -112,7 +118,10 @@ fn build(options: &Options) -> Result<PathBuf> {
     }
     exec(&mut command)?;
     let profile = if options.release { "release" } else { "debug" };
-    Ok(root.join("target").join(profile).join(format!("easel{}", std::env::consts::EXE_SUFFIX)))
+    Ok(root
+        .join("target")
+        .join(profile)
+        .join(format!("easel{}", std::env::consts::EXE_SUFFIX)))
 }
 
 fn run(options: &Options) -> Result {
@@ -133,8 +142,19 @@ fn test() -> Result {
     let root = root();
     setup::all(&root)?;
     let ort = setup::onnxruntime(&root)?;
-    exec(cargo().current_dir(&root).args(["fmt", "--all", "--", "--check"]))?;
-    exec(cargo().current_dir(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    exec(
+        cargo()
+            .current_dir(&root)
+            .args(["fmt", "--all", "--", "--check"]),
+    )?;
+    exec(cargo().current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // The browser half of `app` only compiles for wasm; lint it there too.
     exec(cargo().current_dir(&root).args([
         "clippy",
@@ -150,7 +170,16 @@ fn test() -> Result {
         "-D",
         "warnings",
     ]))?;
-    exec(cargo().current_dir(&root).args(["test", "--workspace"]).env("ORT_DYLIB_PATH", &ort))?;
-    let binary = build(&Options { release: false, features: Vec::new(), passthrough: Vec::new() })?;
+    exec(
+        cargo()
+            .current_dir(&root)
+            .args(["test", "--workspace"])
+            .env("ORT_DYLIB_PATH", &ort),
+    )?;
+    let binary = build(&Options {
+        release: false,
+        features: Vec::new(),
+        passthrough: Vec::new(),
+    })?;
     site::end2end(&root, &binary, &ort)
 }

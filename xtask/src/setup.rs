@@ -27,8 +27,9 @@ pub fn wasm_target() -> Result {
     if installed {
         return Ok(());
     }
-    exec(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
-        .map_err(|e| format!("{e}\nInstall the target by hand: rustup target add wasm32-unknown-unknown"))
+    exec(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"])).map_err(|e| {
+        format!("{e}\nInstall the target by hand: rustup target add wasm32-unknown-unknown")
+    })
 }
 
 /// The library file name inside the wheel's `onnxruntime/capi/`.
@@ -45,7 +46,10 @@ fn library_prefix() -> &'static str {
 /// Ensures `.easel/onnxruntime/` holds the ONNX Runtime library; returns its path.
 /// `ORT_DYLIB_PATH`, when set, wins and nothing is installed.
 pub fn onnxruntime(root: &Path) -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).filter(|p| p.is_file()) {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+    {
         return Ok(path);
     }
     let dir = root.join(".easel").join("onnxruntime");
@@ -55,7 +59,10 @@ pub fn onnxruntime(root: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let wheels = root.join(".easel").join("wheels");
     let python = python()?;
-    eprintln!("Installing ONNX Runtime {ONNXRUNTIME_VERSION} (CPU) into {}", dir.display());
+    eprintln!(
+        "Installing ONNX Runtime {ONNXRUNTIME_VERSION} (CPU) into {}",
+        dir.display()
+    );
     exec(Command::new(&python).args([
         "-m",
         "pip",
@@ -79,8 +86,19 @@ with zipfile.ZipFile(wheel) as z:
                 out.write(z.read(name))
 "#
     );
-    exec(Command::new(&python).arg("-c").arg(script).arg(&wheels).arg(&dir))?;
-    find_library(&dir).ok_or_else(|| format!("the onnxruntime wheel held no {} for this platform", library_prefix()))
+    exec(
+        Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(&wheels)
+            .arg(&dir),
+    )?;
+    find_library(&dir).ok_or_else(|| {
+        format!(
+            "the onnxruntime wheel held no {} for this platform",
+            library_prefix()
+        )
+    })
 }
 
 fn find_library(dir: &Path) -> Option<PathBuf> {
@@ -98,7 +116,11 @@ fn find_library(dir: &Path) -> Option<PathBuf> {
 
 fn python() -> Result<String> {
     for candidate in ["python3", "python", "py"] {
-        if Command::new(candidate).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        if Command::new(candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             return Ok(candidate.to_string());
         }
     }
@@ -125,14 +147,23 @@ pub fn npm_install(dir: &Path) -> Result {
         return Ok(());
     }
     let verb = if lock.is_file() { "ci" } else { "install" };
-    exec(Command::new(npm()).current_dir(dir).args([verb, "--no-audit", "--no-fund"]))
-        .map_err(|e| format!("{e}\nnpm (Node.js) is needed for the browser tests and the release build."))
+    exec(
+        Command::new(npm())
+            .current_dir(dir)
+            .args([verb, "--no-audit", "--no-fund"]),
+    )
+    .map_err(|e| {
+        format!("{e}\nnpm (Node.js) is needed for the browser tests and the release build.")
+    })
 }
 
 /// The Chromium the browser tests drive: `CHROMIUM_PATH`, the system one, or (Debian, as root)
 /// `apt-get install chromium`. Never a browser download by a test tool.
 pub fn chromium() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("CHROMIUM_PATH").map(PathBuf::from).filter(|p| p.is_file()) {
+    if let Some(path) = std::env::var_os("CHROMIUM_PATH")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+    {
         return Ok(path);
     }
     let candidates: &[&str] = if cfg!(windows) {
@@ -142,18 +173,33 @@ pub fn chromium() -> Result<PathBuf> {
             r"C:\Program Files\Chromium\Application\chrome.exe",
         ]
     } else if cfg!(target_os = "macos") {
-        &["/Applications/Chromium.app/Contents/MacOS/Chromium", "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome"]
+        &[
+            "/Applications/Chromium.app/Contents/MacOS/Chromium",
+            "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+        ]
     } else {
-        &["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        &[
+            "/usr/bin/chromium",
+            "/usr/bin/chromium-browser",
+            "/usr/bin/google-chrome",
+        ]
     };
     if let Some(found) = candidates.iter().map(PathBuf::from).find(|p| p.is_file()) {
         return Ok(found);
     }
     let apt = Path::new("/usr/bin/apt-get").is_file();
-    let is_root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
     if apt && is_root {
         exec(Command::new("apt-get").arg("update").arg("-qq"))?;
-        exec(Command::new("apt-get").args(["install", "-y", "-qq", "chromium"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        exec(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "chromium"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
         if Path::new("/usr/bin/chromium").is_file() {
             return Ok(PathBuf::from("/usr/bin/chromium"));
         }

@@ -22,12 +22,19 @@ pub fn build(root: &Path, release: bool) -> Result {
         profile,
     ]))?;
     let folder = if release { "wasm-release" } else { "debug" };
-    let wasm = root.join("target/wasm32-unknown-unknown").join(folder).join("frontend.wasm");
+    let wasm = root
+        .join("target/wasm32-unknown-unknown")
+        .join(folder)
+        .join("frontend.wasm");
     let site = root.join("target/site");
     let pkg = site.join("pkg");
     std::fs::create_dir_all(&pkg).map_err(|e| format!("{}: {e}", pkg.display()))?;
 
-    eprintln!("$ wasm-bindgen {} --target web --out-name easel --out-dir {}", wasm.display(), pkg.display());
+    eprintln!(
+        "$ wasm-bindgen {} --target web --out-name easel --out-dir {}",
+        wasm.display(),
+        pkg.display()
+    );
     let mut bindgen = wasm_bindgen_cli_support::Bindgen::new();
     bindgen
         .input_path(&wasm)
@@ -53,7 +60,20 @@ fn optimize(root: &Path, wasm: &Path) -> Result {
     setup::npm_install(&tools)?;
     let wasm_opt = tools.join("node_modules/binaryen/bin/wasm-opt");
     let before = wasm.metadata().map(|m| m.len()).unwrap_or(0);
-    exec(Command::new("node").arg(&wasm_opt).arg(wasm).args(["-Oz", "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext", "--enable-mutable-globals", "-o"]).arg(wasm))?;
+    exec(
+        Command::new("node")
+            .arg(&wasm_opt)
+            .arg(wasm)
+            .args([
+                "-Oz",
+                "--enable-bulk-memory",
+                "--enable-nontrapping-float-to-int",
+                "--enable-sign-ext",
+                "--enable-mutable-globals",
+                "-o",
+            ])
+            .arg(wasm),
+    )?;
     let after = wasm.metadata().map(|m| m.len()).unwrap_or(0);
     eprintln!("wasm-opt: {} KB -> {} KB", before / 1024, after / 1024);
     Ok(())
@@ -68,7 +88,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
         if path.is_dir() {
             copy_dir(&path, &target)?;
         } else {
-            std::fs::copy(&path, &target).map_err(|e| format!("{} -> {}: {e}", path.display(), target.display()))?;
+            std::fs::copy(&path, &target)
+                .map_err(|e| format!("{} -> {}: {e}", path.display(), target.display()))?;
         }
     }
     Ok(())

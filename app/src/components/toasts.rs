@@ -36,7 +36,8 @@ impl ToastList {
     fn push(&self, kind: ToastKind, text: String) {
         let id = self.next.get_value();
         self.next.set_value(id + 1);
-        self.items.update(|list| list.push(Toast { id, kind, text }));
+        self.items
+            .update(|list| list.push(Toast { id, kind, text }));
         let items = self.items;
         let millis = if kind == ToastKind::Error { 8000 } else { 4000 };
         set_timeout(
@@ -51,7 +52,10 @@ impl ToastList {
 }
 
 pub fn provide_toasts() {
-    provide_context(ToastList { items: RwSignal::new(Vec::new()), next: StoredValue::new(0) });
+    provide_context(ToastList {
+        items: RwSignal::new(Vec::new()),
+        next: StoredValue::new(0),
+    });
 }
 
 pub fn use_toasts() -> ToastList {

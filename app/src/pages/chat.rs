@@ -8,8 +8,8 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::api::events as ev;
 use crate::api::{
-    limits, Conversation, ConversationDetail, CreateConversation, ErrorDetail, Image, InternalTools, Message,
-    ModelsResponse, PostMessage, PostMessageResponse, UpdateConversation,
+    limits, Conversation, ConversationDetail, CreateConversation, ErrorDetail, Image,
+    InternalTools, Message, ModelsResponse, PostMessage, PostMessageResponse, UpdateConversation,
 };
 use crate::client::{self, RunEvents};
 use crate::components::toasts::use_toasts;
@@ -43,7 +43,13 @@ impl Shown {
             .images
             .into_iter()
             .enumerate()
-            .map(|(i, image)| Slot { index: i as u32, step: 0, steps: 0, preview: None, image: Some(image) })
+            .map(|(i, image)| Slot {
+                index: i as u32,
+                step: 0,
+                steps: 0,
+                preview: None,
+                image: Some(image),
+            })
             .collect();
         Shown {
             id: StoredValue::new(m.id),
@@ -69,14 +75,21 @@ pub fn ChatPage() -> impl IntoView {
         list_version.track();
         async move { client::get::<Vec<Conversation>>("/api/conversations").await }
     });
-    let models = LocalResource::new(|| async { client::get::<ModelsResponse>("/api/models").await });
+    let models =
+        LocalResource::new(|| async { client::get::<ModelsResponse>("/api/models").await });
 
     let new_conversation = {
         let navigate = navigate.clone();
         move || {
             let navigate = navigate.clone();
             spawn_local(async move {
-                match client::send::<_, Conversation>("POST", "/api/conversations", &CreateConversation::default()).await {
+                match client::send::<_, Conversation>(
+                    "POST",
+                    "/api/conversations",
+                    &CreateConversation::default(),
+                )
+                .await
+                {
                     Ok(c) => {
                         list_version.update(|v| *v += 1);
                         navigate(&format!("/c/{}", c.id), Default::default());
@@ -174,7 +187,11 @@ pub fn ChatPage() -> impl IntoView {
 }
 
 #[component]
-fn ConversationView(id: String, models: LocalResource<Result<ModelsResponse, client::ClientError>>, list_version: RwSignal<u32>) -> impl IntoView {
+fn ConversationView(
+    id: String,
+    models: LocalResource<Result<ModelsResponse, client::ClientError>>,
+    list_version: RwSignal<u32>,
+) -> impl IntoView {
     let toasts = use_toasts();
     let conversation: RwSignal<Option<Conversation>> = RwSignal::new(None);
     let messages: RwSignal<Vec<Shown>> = RwSignal::new(Vec::new());
@@ -199,11 +216,21 @@ fn ConversationView(id: String, models: LocalResource<Result<ModelsResponse, cli
     let load = move || {
         let id = id.get_value();
         spawn_local(async move {
-            match client::get::<ConversationDetail>(&format!("/api/conversations/{id}?images=url")).await {
+            match client::get::<ConversationDetail>(&format!("/api/conversations/{id}?images=url"))
+                .await
+            {
                 Ok(detail) => {
                     let active = detail.conversation.active_run_id.clone();
-                    let shown: Vec<Shown> = detail.messages.into_iter().map(Shown::from_message).collect();
-                    let last_running = shown.iter().rev().find(|m| m.status.get_untracked() == "running").copied();
+                    let shown: Vec<Shown> = detail
+                        .messages
+                        .into_iter()
+                        .map(Shown::from_message)
+                        .collect();
+                    let last_running = shown
+                        .iter()
+                        .rev()
+                        .find(|m| m.status.get_untracked() == "running")
+                        .copied();
                     conversation.set(Some(detail.conversation));
                     messages.set(shown);
                     load_error.set(None);
@@ -226,11 +253,29 @@ fn ConversationView(id: String, models: LocalResource<Result<ModelsResponse, cli
         }
         let id = id.get_value();
         spawn_local(async move {
-            match client::send::<_, PostMessageResponse>("POST", &format!("/api/conversations/{id}/messages"), &PostMessage { content: content.clone() }).await {
+            match client::send::<_, PostMessageResponse>(
+                "POST",
+                &format!("/api/conversations/{id}/messages"),
+                &PostMessage {
+                    content: content.clone(),
+                },
+            )
+            .await
+            {
                 Ok(answer) => {
                     text.set(String::new());
-                    let user = Shown::from_message(local_message(&answer.message_id, "user", &content, "complete"));
-                    let reply = Shown::from_message(local_message(&answer.assistant_message_id, "assistant", "", "running"));
+                    let user = Shown::from_message(local_message(
+                        &answer.message_id,
+                        "user",
+                        &content,
+                        "complete",
+                    ));
+                    let reply = Shown::from_message(local_message(
+                        &answer.assistant_message_id,
+                        "assistant",
+                        "",
+                        "running",
+                    ));
                     messages.update(|list| {
                         list.push(user);
                         list.push(reply);
@@ -255,8 +300,17 @@ fn ConversationView(id: String, models: LocalResource<Result<ModelsResponse, cli
     let change_model = move |model: String| {
         let id = id.get_value();
         spawn_local(async move {
-            let body = UpdateConversation { model: Some(Some(model).filter(|m| !m.is_empty())), ..Default::default() };
-            match client::send::<_, Conversation>("PATCH", &format!("/api/conversations/{id}"), &body).await {
+            let body = UpdateConversation {
+                model: Some(Some(model).filter(|m| !m.is_empty())),
+                ..Default::default()
+            };
+            match client::send::<_, Conversation>(
+                "PATCH",
+                &format!("/api/conversations/{id}"),
+                &body,
+            )
+            .await
+            {
                 Ok(c) => conversation.set(Some(c)),
                 Err(e) => toasts.error(e.message),
             }
@@ -345,11 +399,19 @@ fn apply_event(
         }
         ev::IMAGE_QUEUED => {
             if let Ok(q) = serde_json::from_value::<ev::ImageQueued>(value) {
-                target.queue_position.set((q.queue_position > 0).then_some(q.queue_position));
+                target
+                    .queue_position
+                    .set((q.queue_position > 0).then_some(q.queue_position));
                 target.slots.update(|slots| {
                     for index in q.first_index..q.first_index + q.count {
                         if !slots.iter().any(|s| s.index == index) {
-                            slots.push(Slot { index, step: 0, steps: 0, preview: None, image: None });
+                            slots.push(Slot {
+                                index,
+                                step: 0,
+                                steps: 0,
+                                preview: None,
+                                image: None,
+                            });
                         }
                     }
                 });
@@ -404,14 +466,21 @@ fn apply_event(
             if let Ok(e) = serde_json::from_value::<ev::RunError>(value) {
                 toasts.error(e.message.clone());
                 target.status.set("failed".into());
-                target.error.set(Some(ErrorDetail { code: e.code, message: e.message }));
+                target.error.set(Some(ErrorDetail {
+                    code: e.code,
+                    message: e.message,
+                }));
             }
-            target.slots.update(|slots| slots.retain(|s| s.image.is_some()));
+            target
+                .slots
+                .update(|slots| slots.retain(|s| s.image.is_some()));
             running.set(None);
         }
         ev::RUN_CANCELLED => {
             target.status.set("cancelled".into());
-            target.slots.update(|slots| slots.retain(|s| s.image.is_some()));
+            target
+                .slots
+                .update(|slots| slots.retain(|s| s.image.is_some()));
             running.set(None);
         }
         ev::RUN_FINISHED => {
@@ -434,9 +503,9 @@ fn MessageView(message: Shown) -> impl IntoView {
         }
     };
     let status = move || match message.status.get().as_str() {
-        "running" if message.content.get().is_empty() && message.slots.get().is_empty() => {
-            Some(view! { <p class="typing" aria-label="The assistant is writing">"●●●"</p> }.into_any())
-        }
+        "running" if message.content.get().is_empty() && message.slots.get().is_empty() => Some(
+            view! { <p class="typing" aria-label="The assistant is writing">"●●●"</p> }.into_any(),
+        ),
         "cancelled" => Some(view! { <p class="note">"Stopped."</p> }.into_any()),
         _ => None,
     };
@@ -461,8 +530,18 @@ fn ImageSlot(tile: Slot) -> impl IntoView {
     let slot = tile;
     match slot.image {
         Some(image) => {
-            let alt = image.metadata.tool_arguments.get("prompt").and_then(|p| p.as_str()).unwrap_or(&image.metadata.prompt).to_string();
-            let alt = if alt.is_empty() { "Generated image".to_string() } else { alt };
+            let alt = image
+                .metadata
+                .tool_arguments
+                .get("prompt")
+                .and_then(|p| p.as_str())
+                .unwrap_or(&image.metadata.prompt)
+                .to_string();
+            let alt = if alt.is_empty() {
+                "Generated image".to_string()
+            } else {
+                alt
+            };
             view! {
                 <figure class="image-tile">
                     <a href=image.url.clone().unwrap_or_default() target="_blank">
@@ -473,8 +552,16 @@ fn ImageSlot(tile: Slot) -> impl IntoView {
             .into_any()
         }
         None => {
-            let label = if slot.steps > 0 { format!("Painting, step {} of {}", slot.step, slot.steps) } else { "Queued".to_string() };
-            let percent = if slot.steps > 0 { slot.step * 100 / slot.steps } else { 0 };
+            let label = if slot.steps > 0 {
+                format!("Painting, step {} of {}", slot.step, slot.steps)
+            } else {
+                "Queued".to_string()
+            };
+            let percent = if slot.steps > 0 {
+                slot.step * 100 / slot.steps
+            } else {
+                0
+            };
             view! {
                 <figure class="image-tile placeholder" aria-label=label.clone()>
                     {slot.preview.map(|p| view! { <img src=p alt="" class="preview"/> })}
@@ -509,14 +596,38 @@ fn Composer(
         }
     };
     let menu_open = RwSignal::new(false);
-    let available = move || models.get().and_then(|r| r.ok()).map(|m| m.image_creation_available).unwrap_or(false);
-    let image_on = move || conversation.get().map(|c| c.internal_tools.image_creation).unwrap_or(false);
+    let available = move || {
+        models
+            .get()
+            .and_then(|r| r.ok())
+            .map(|m| m.image_creation_available)
+            .unwrap_or(false)
+    };
+    let image_on = move || {
+        conversation
+            .get()
+            .map(|c| c.internal_tools.image_creation)
+            .unwrap_or(false)
+    };
     let toggle_images = move || {
-        let Some(c) = conversation.get_untracked() else { return };
+        let Some(c) = conversation.get_untracked() else {
+            return;
+        };
         let wanted = !c.internal_tools.image_creation;
         spawn_local(async move {
-            let body = UpdateConversation { internal_tools: Some(InternalTools { image_creation: wanted }), ..Default::default() };
-            match client::send::<_, Conversation>("PATCH", &format!("/api/conversations/{}", c.id), &body).await {
+            let body = UpdateConversation {
+                internal_tools: Some(InternalTools {
+                    image_creation: wanted,
+                }),
+                ..Default::default()
+            };
+            match client::send::<_, Conversation>(
+                "PATCH",
+                &format!("/api/conversations/{}", c.id),
+                &body,
+            )
+            .await
+            {
                 Ok(updated) => {
                     conversation.set(Some(updated));
                     toasts.info("Internal tools configuration updated");

@@ -18,12 +18,18 @@ pub struct DirectProvider;
 
 impl DirectProvider {
     pub fn stream(&self, request: LlmRequest) -> LlmStream {
-        let offers_images = request.tools.iter().any(|t| t.name == image_generator::NAME);
+        let offers_images = request
+            .tools
+            .iter()
+            .any(|t| t.name == image_generator::NAME);
         let deltas = match request.messages.last() {
             Some(ChatMessage::User(text)) if offers_images => vec![
                 LlmDelta::ToolCall {
                     index: 0,
-                    id: Some(format!("call_direct_{}", crate::store::new_id().replace('-', ""))),
+                    id: Some(format!(
+                        "call_direct_{}",
+                        crate::store::new_id().replace('-', "")
+                    )),
                     name: Some(image_generator::NAME.into()),
                     arguments: Some(arguments_from_text(text).to_string()),
                 },
@@ -40,9 +46,15 @@ impl DirectProvider {
                         _ => None,
                     })
                     .collect();
-                vec![LlmDelta::Text(describe_results(&results)), LlmDelta::Finish("stop".into())]
+                vec![
+                    LlmDelta::Text(describe_results(&results)),
+                    LlmDelta::Finish("stop".into()),
+                ]
             }
-            _ => vec![LlmDelta::Text(NO_LLM_NOTE.into()), LlmDelta::Finish("stop".into())],
+            _ => vec![
+                LlmDelta::Text(NO_LLM_NOTE.into()),
+                LlmDelta::Finish("stop".into()),
+            ],
         };
         Box::pin(futures_util::stream::iter(deltas.into_iter().map(Ok)))
     }
@@ -60,9 +72,11 @@ static COUNT: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("valid regex")
 });
-static SIZE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\b(\d{2,4})\s*[x×]\s*(\d{2,4})\b(\s*(?:px|pixels))?").expect("valid regex"));
-static SEED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\bseed\s*[:=#]?\s*(\d{1,19})\b").expect("valid regex"));
+static SIZE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(\d{2,4})\s*[x×]\s*(\d{2,4})\b(\s*(?:px|pixels))?").expect("valid regex")
+});
+static SEED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bseed\s*[:=#]?\s*(\d{1,19})\b").expect("valid regex"));
 static QUALITY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(high|best|highest|low|lowest|medium|draft|quick)[\s-]+(quality|detail)\b|\b(hq|draft)\b")
         .expect("valid regex")
@@ -74,7 +88,8 @@ static LEADING_ASK: LazyLock<Regex> = LazyLock::new(|| {
     .expect("valid regex")
 });
 static LEADING_OF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*(?:an?\s+)?(?:images?|pictures?|photos?|paintings?|drawings?)\s+of\s+").expect("valid regex")
+    Regex::new(r"(?i)^\s*(?:an?\s+)?(?:images?|pictures?|photos?|paintings?|drawings?)\s+of\s+")
+        .expect("valid regex")
 });
 
 /// Reads `image_generator` arguments out of plain text. Values the text states are passed as
@@ -112,7 +127,11 @@ pub fn arguments_from_text(text: &str) -> Value {
         prompt = prompt.replacen(&c[0], "", 1);
     }
     if let Some(c) = QUALITY.captures(&prompt.clone()) {
-        let word = c.get(1).or(c.get(3)).map(|m| m.as_str().to_lowercase()).unwrap_or_default();
+        let word = c
+            .get(1)
+            .or(c.get(3))
+            .map(|m| m.as_str().to_lowercase())
+            .unwrap_or_default();
         let quality = match word.as_str() {
             "high" | "best" | "highest" | "hq" => "high",
             "medium" => "medium",
@@ -128,7 +147,11 @@ pub fn arguments_from_text(text: &str) -> Value {
     let mut cleaned = LEADING_ASK.replace(&prompt, "").to_string();
     cleaned = LEADING_OF.replace(&cleaned, "").to_string();
     let cleaned = tidy(&cleaned);
-    let prompt = if cleaned.is_empty() { tidy(text) } else { cleaned };
+    let prompt = if cleaned.is_empty() {
+        tidy(text)
+    } else {
+        cleaned
+    };
     args.insert("prompt".into(), json!(prompt));
     Value::Object(args)
 }
@@ -140,7 +163,10 @@ fn tidy(text: &str) -> String {
     while joined.contains(" ,") || joined.contains(",,") {
         joined = joined.replace(" ,", ",").replace(",,", ",");
     }
-    joined.trim_matches(|c: char| c == ',' || c == ';' || c.is_whitespace()).trim_end_matches(['.', '!', '?']).to_string()
+    joined
+        .trim_matches(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .trim_end_matches(['.', '!', '?'])
+        .to_string()
 }
 
 /// The direct provider's reply after the tool ran: what was made, or why not.
@@ -149,14 +175,26 @@ fn describe_results(results: &[&str]) -> String {
     for raw in results.iter().rev() {
         let value: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
         if value.get("status").and_then(Value::as_str) == Some("ok") {
-            let images = value.get("images").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
-            let prompt = value.get("prompt").and_then(Value::as_str).unwrap_or("your prompt");
+            let images = value
+                .get("images")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .unwrap_or(0);
+            let prompt = value
+                .get("prompt")
+                .and_then(Value::as_str)
+                .unwrap_or("your prompt");
             let size = value.get("size").and_then(Value::as_str).unwrap_or("");
             let model = value.get("model").and_then(Value::as_str).unwrap_or("");
             let seeds: Vec<String> = value
                 .get("images")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|i| i.get("seed").and_then(Value::as_u64)).map(|s| s.to_string()).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|i| i.get("seed").and_then(Value::as_u64))
+                        .map(|s| s.to_string())
+                        .collect()
+                })
                 .unwrap_or_default();
             let noun = if images == 1 { "image" } else { "images" };
             let seed_text = match seeds.as_slice() {
@@ -164,7 +202,10 @@ fn describe_results(results: &[&str]) -> String {
                 [one] => format!(", seed {one}"),
                 [first, .., last] => format!(", seeds {first}–{last}"),
             };
-            parts.push(format!("Here {} {images} {noun} of “{prompt}” ({size}, {model}{seed_text}).", if images == 1 { "is" } else { "are" }));
+            parts.push(format!(
+                "Here {} {images} {noun} of “{prompt}” ({size}, {model}{seed_text}).",
+                if images == 1 { "is" } else { "are" }
+            ));
         } else {
             let reason = value.get("error").and_then(Value::as_str).unwrap_or(raw);
             parts.push(format!("I could not make that image: {reason}"));
@@ -179,7 +220,9 @@ mod tests {
 
     #[test]
     fn reads_count_size_quality_style_and_seed_from_text() {
-        let args = arguments_from_text("Draw 3 images of a red fox in the snow, 1024x1024, high quality, watercolor, seed 42");
+        let args = arguments_from_text(
+            "Draw 3 images of a red fox in the snow, 1024x1024, high quality, watercolor, seed 42",
+        );
         assert_eq!(args["n"], 3);
         assert_eq!(args["size"], "1024x1024");
         assert_eq!(args["quality"], "high");
@@ -205,7 +248,10 @@ mod tests {
     #[test]
     fn describes_success_and_failure() {
         let ok = r#"{"status":"ok","prompt":"a fox","size":"512x512","model":"sd","images":[{"id":"a","seed":7},{"id":"b","seed":8}]}"#;
-        assert_eq!(describe_results(&[ok]), "Here are 2 images of “a fox” (512x512, sd, seeds 7–8).");
+        assert_eq!(
+            describe_results(&[ok]),
+            "Here are 2 images of “a fox” (512x512, sd, seeds 7–8)."
+        );
         let err = r#"{"status":"error","error":"n must be from 1 to 10 (got 20)"}"#;
         assert!(describe_results(&[err]).contains("n must be from 1 to 10"));
     }

@@ -14,8 +14,14 @@ use super::openai::OpenAiProvider;
 pub enum ChatMessage {
     System(String),
     User(String),
-    Assistant { content: String, tool_calls: Vec<ToolCallRequest> },
-    Tool { call_id: String, content: String },
+    Assistant {
+        content: String,
+        tool_calls: Vec<ToolCallRequest>,
+    },
+    Tool {
+        call_id: String,
+        content: String,
+    },
 }
 
 /// A complete tool call, assembled from its streamed pieces.
@@ -49,7 +55,12 @@ pub struct LlmRequest {
 pub enum LlmDelta {
     Text(String),
     /// Part of tool call number `index`: the id and name arrive first, arguments in pieces.
-    ToolCall { index: u32, id: Option<String>, name: Option<String>, arguments: Option<String> },
+    ToolCall {
+        index: u32,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: Option<String>,
+    },
     /// The model said why it stopped (`stop`, `tool_calls`, `length`…).
     Finish(String),
 }
@@ -64,7 +75,10 @@ pub struct LlmError {
 
 impl LlmError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -95,7 +109,13 @@ pub struct ToolCallAssembler {
 }
 
 impl ToolCallAssembler {
-    pub fn push(&mut self, index: u32, id: Option<String>, name: Option<String>, arguments: Option<String>) {
+    pub fn push(
+        &mut self,
+        index: u32,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: Option<String>,
+    ) {
         let call = self.calls.entry(index).or_insert_with(|| ToolCallRequest {
             id: String::new(),
             name: String::new(),
@@ -140,8 +160,18 @@ mod tests {
     #[test]
     fn assembles_interleaved_calls_with_split_arguments() {
         let mut a = ToolCallAssembler::default();
-        a.push(0, Some("call_a".into()), Some("image_generator".into()), Some("{\"pro".into()));
-        a.push(1, Some("call_b".into()), Some("image_generator".into()), None);
+        a.push(
+            0,
+            Some("call_a".into()),
+            Some("image_generator".into()),
+            Some("{\"pro".into()),
+        );
+        a.push(
+            1,
+            Some("call_b".into()),
+            Some("image_generator".into()),
+            None,
+        );
         a.push(0, None, None, Some("mpt\":\"a cat\"}".into()));
         a.push(1, None, None, Some("{\"prompt\":\"a dog\",\"n\":2}".into()));
         let calls = a.finish();

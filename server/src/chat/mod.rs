@@ -40,10 +40,19 @@ pub struct ResolvedModel {
 
 impl Providers {
     pub fn from_config(config: &Config) -> Providers {
-        let providers: Vec<(ProviderConfig, OpenAiProvider)> =
-            config.providers.iter().map(|p| (p.clone(), OpenAiProvider::new(p))).collect();
+        let providers: Vec<(ProviderConfig, OpenAiProvider)> = config
+            .providers
+            .iter()
+            .map(|p| (p.clone(), OpenAiProvider::new(p)))
+            .collect();
         let models = providers.iter().map(|(p, _)| p.models.clone()).collect();
-        Providers { inner: Arc::new(ProvidersInner { providers, models: RwLock::new(models), default: config.default_llm.clone() }) }
+        Providers {
+            inner: Arc::new(ProvidersInner {
+                providers,
+                models: RwLock::new(models),
+                default: config.default_llm.clone(),
+            }),
+        }
     }
 
     pub fn is_direct_only(&self) -> bool {
@@ -87,12 +96,23 @@ impl Providers {
             }];
         }
         let default = self.default_id();
-        let models = self.inner.models.read().map(|m| m.clone()).unwrap_or_default();
+        let models = self
+            .inner
+            .models
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_default();
         let mut out = Vec::new();
         for ((config, _), names) in self.inner.providers.iter().zip(models) {
             for name in names {
                 let id = format!("{}/{name}", config.name);
-                out.push(LlmModel { default: Some(&id) == default.as_ref(), id, name, provider: config.name.clone(), tools: true });
+                out.push(LlmModel {
+                    default: Some(&id) == default.as_ref(),
+                    id,
+                    name,
+                    provider: config.name.clone(),
+                    tools: true,
+                });
             }
         }
         out
@@ -104,7 +124,11 @@ impl Providers {
         }
         self.inner.default.clone().or_else(|| {
             let models = self.inner.models.read().ok()?;
-            self.inner.providers.iter().zip(models.iter()).find_map(|((c, _), m)| m.first().map(|n| format!("{}/{n}", c.name)))
+            self.inner
+                .providers
+                .iter()
+                .zip(models.iter())
+                .find_map(|((c, _), m)| m.first().map(|n| format!("{}/{n}", c.name)))
         })
     }
 
@@ -120,10 +144,17 @@ impl Providers {
             })?,
         };
         if id == DIRECT_MODEL_ID {
-            return Ok(ResolvedModel { provider: LlmProvider::Direct(DirectProvider), upstream: id.clone(), id });
+            return Ok(ResolvedModel {
+                provider: LlmProvider::Direct(DirectProvider),
+                upstream: id.clone(),
+                id,
+            });
         }
         let (provider_name, upstream) = id.split_once('/').ok_or_else(|| {
-            LlmError::new("llm_not_configured", format!("`{id}` is not a provider/model id; pick a model from the list"))
+            LlmError::new(
+                "llm_not_configured",
+                format!("`{id}` is not a provider/model id; pick a model from the list"),
+            )
         })?;
         let (_, provider) = self.inner.providers.iter().find(|(c, _)| c.name == provider_name).ok_or_else(|| {
             LlmError::new(
@@ -131,7 +162,11 @@ impl Providers {
                 format!("The provider `{provider_name}` of model `{id}` is not configured any more; pick another model"),
             )
         })?;
-        Ok(ResolvedModel { provider: LlmProvider::OpenAi(provider.clone()), upstream: upstream.to_string(), id: id.clone() })
+        Ok(ResolvedModel {
+            provider: LlmProvider::OpenAi(provider.clone()),
+            upstream: upstream.to_string(),
+            id: id.clone(),
+        })
     }
 
     /// Whether `model` names a model a conversation may use.

@@ -6,10 +6,12 @@ use std::time::Duration;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
-    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionRequestAssistantMessage,
-    ChatCompletionRequestAssistantMessageContent, ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
-    ChatCompletionRequestSystemMessageContent, ChatCompletionRequestToolMessage, ChatCompletionRequestToolMessageContent,
-    ChatCompletionRequestUserMessage, ChatCompletionRequestUserMessageContent, ChatCompletionTool, ChatCompletionTools,
+    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
+    ChatCompletionRequestSystemMessageContent, ChatCompletionRequestToolMessage,
+    ChatCompletionRequestToolMessageContent, ChatCompletionRequestUserMessage,
+    ChatCompletionRequestUserMessageContent, ChatCompletionTool, ChatCompletionTools,
     CreateChatCompletionRequest, FinishReason, FunctionCall, FunctionObject,
 };
 use async_openai::Client;
@@ -33,15 +35,26 @@ impl OpenAiProvider {
             .build()
             .unwrap_or_default();
         let client = Client::with_config(
-            OpenAIConfig::new().with_api_base(config.base_url.trim_end_matches('/')).with_api_key(&config.api_key),
+            OpenAIConfig::new()
+                .with_api_base(config.base_url.trim_end_matches('/'))
+                .with_api_key(&config.api_key),
         )
         .with_http_client(http);
-        Self { name: config.name.clone(), base_url: config.base_url.clone(), client }
+        Self {
+            name: config.name.clone(),
+            base_url: config.base_url.clone(),
+            client,
+        }
     }
 
     pub async fn stream(&self, request: LlmRequest) -> Result<LlmStream, LlmError> {
         let body = to_wire(request);
-        let upstream = self.client.chat().create_stream(body).await.map_err(|e| self.describe(e))?;
+        let upstream = self
+            .client
+            .chat()
+            .create_stream(body)
+            .await
+            .map_err(|e| self.describe(e))?;
         let provider = self.clone();
         let deltas = upstream.flat_map(move |item| {
             let out: Vec<Result<LlmDelta, LlmError>> = match item {
@@ -56,7 +69,12 @@ impl OpenAiProvider {
                                 Some(f) => (f.name, f.arguments),
                                 None => (None, None),
                             };
-                            out.push(Ok(LlmDelta::ToolCall { index: call.index, id: call.id, name, arguments }));
+                            out.push(Ok(LlmDelta::ToolCall {
+                                index: call.index,
+                                id: call.id,
+                                name,
+                                arguments,
+                            }));
                         }
                         if let Some(reason) = choice.finish_reason {
                             out.push(Ok(LlmDelta::Finish(finish_reason_name(reason).into())));
@@ -77,7 +95,13 @@ impl OpenAiProvider {
         match error {
             OpenAIError::ApiError(api) => {
                 let status = api.status_code.as_u16();
-                let detail = api.api_error.message.trim().chars().take(500).collect::<String>();
+                let detail = api
+                    .api_error
+                    .message
+                    .trim()
+                    .chars()
+                    .take(500)
+                    .collect::<String>();
                 match status {
                     401 | 403 => LlmError::new(
                         "llm_unauthorized",
@@ -92,9 +116,10 @@ impl OpenAiProvider {
                     _ => LlmError::new("llm_error", format!("{who} answered {status}: {detail}")),
                 }
             }
-            OpenAIError::Reqwest(e) if e.is_connect() => {
-                LlmError::new("llm_unreachable", format!("Cannot connect to {who}: is it running? ({e})"))
-            }
+            OpenAIError::Reqwest(e) if e.is_connect() => LlmError::new(
+                "llm_unreachable",
+                format!("Cannot connect to {who}: is it running? ({e})"),
+            ),
             OpenAIError::Reqwest(e) if e.is_timeout() => {
                 LlmError::new("llm_timeout", format!("{who} did not answer in time ({e})"))
             }
@@ -102,9 +127,10 @@ impl OpenAiProvider {
                 "llm_stream_error",
                 format!("The connection to {who} broke off: {}", error_chain(&e)),
             ),
-            OpenAIError::StreamError(e) => {
-                LlmError::new("llm_stream_error", format!("The stream from {who} broke off: {e}"))
-            }
+            OpenAIError::StreamError(e) => LlmError::new(
+                "llm_stream_error",
+                format!("The stream from {who} broke off: {e}"),
+            ),
             OpenAIError::JSONDeserialize(e, content) => LlmError::new(
                 "llm_bad_response",
                 format!(
@@ -161,20 +187,33 @@ fn to_wire(request: LlmRequest) -> CreateChatCompletionRequest {
                 .collect(),
         )
     };
-    CreateChatCompletionRequest { model: request.model, messages, tools, stream: Some(true), ..Default::default() }
+    CreateChatCompletionRequest {
+        model: request.model,
+        messages,
+        tools,
+        stream: Some(true),
+        ..Default::default()
+    }
 }
 
 fn message_to_wire(message: ChatMessage) -> ChatCompletionRequestMessage {
     match message {
-        ChatMessage::System(text) => ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
-            content: ChatCompletionRequestSystemMessageContent::Text(text),
-            name: None,
-        }),
-        ChatMessage::User(text) => ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
-            content: ChatCompletionRequestUserMessageContent::Text(text),
-            name: None,
-        }),
-        ChatMessage::Assistant { content, tool_calls } => {
+        ChatMessage::System(text) => {
+            ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
+                content: ChatCompletionRequestSystemMessageContent::Text(text),
+                name: None,
+            })
+        }
+        ChatMessage::User(text) => {
+            ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+                content: ChatCompletionRequestUserMessageContent::Text(text),
+                name: None,
+            })
+        }
+        ChatMessage::Assistant {
+            content,
+            tool_calls,
+        } => {
             #[allow(deprecated)] // `function_call` is deprecated but part of the struct literal.
             ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
                 content: (!content.is_empty() || tool_calls.is_empty())
@@ -183,10 +222,15 @@ fn message_to_wire(message: ChatMessage) -> ChatCompletionRequestMessage {
                     tool_calls
                         .into_iter()
                         .map(|c| {
-                            ChatCompletionMessageToolCalls::Function(ChatCompletionMessageToolCall {
-                                id: c.id,
-                                function: FunctionCall { name: c.name, arguments: c.arguments },
-                            })
+                            ChatCompletionMessageToolCalls::Function(
+                                ChatCompletionMessageToolCall {
+                                    id: c.id,
+                                    function: FunctionCall {
+                                        name: c.name,
+                                        arguments: c.arguments,
+                                    },
+                                },
+                            )
                         })
                         .collect()
                 }),
@@ -196,10 +240,12 @@ fn message_to_wire(message: ChatMessage) -> ChatCompletionRequestMessage {
                 function_call: None,
             })
         }
-        ChatMessage::Tool { call_id, content } => ChatCompletionRequestMessage::Tool(ChatCompletionRequestToolMessage {
-            content: ChatCompletionRequestToolMessageContent::Text(content),
-            tool_call_id: call_id,
-        }),
+        ChatMessage::Tool { call_id, content } => {
+            ChatCompletionRequestMessage::Tool(ChatCompletionRequestToolMessage {
+                content: ChatCompletionRequestToolMessageContent::Text(content),
+                tool_call_id: call_id,
+            })
+        }
     }
 }
 
@@ -214,7 +260,10 @@ pub async fn list_models(config: &ProviderConfig) -> Result<Vec<String>, String>
         id: String,
     }
     let url = format!("{}/models", config.base_url.trim_end_matches('/'));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
     let mut request = client.get(&url);
     if !config.api_key.is_empty() {
         request = request.bearer_auth(&config.api_key);

@@ -71,7 +71,11 @@ pub async fn drive(turn: Turn) {
             run_id: run.id.clone(),
             conversation_id: run.conversation_id.clone(),
             message_id: run.assistant_message_id.clone(),
-            model: turn.model.as_ref().map(|m| m.id.clone()).unwrap_or_default(),
+            model: turn
+                .model
+                .as_ref()
+                .map(|m| m.id.clone())
+                .unwrap_or_default(),
         },
     );
     let mut produced = Produced::default();
@@ -87,7 +91,10 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
         Err(e) => return failed(e.clone()),
     };
     if turn.tools.image_creation && !turn.engine.available() {
-        return Ending::Failed { code: "no_image_model".into(), message: EngineError::NoModel.to_string() };
+        return Ending::Failed {
+            code: "no_image_model".into(),
+            message: EngineError::NoModel.to_string(),
+        };
     }
     let offered = tools::offered(turn.tools, &turn.engine);
     let mut messages = context(turn, !offered.is_empty());
@@ -100,7 +107,11 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
         let request = LlmRequest {
             model: model.upstream.clone(),
             messages: messages.clone(),
-            tools: if last_round { Vec::new() } else { offered.clone() },
+            tools: if last_round {
+                Vec::new()
+            } else {
+                offered.clone()
+            },
         };
         let stream = tokio::select! {
             s = model.provider.stream(request) => s,
@@ -125,19 +136,33 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
                 Some(Ok(LlmDelta::Text(text))) => {
                     if !produced.content.is_empty() && round_text.is_empty() && round > 0 {
                         produced.content.push_str("\n\n");
-                        run.emit(ev::MESSAGE_DELTA, &ev::MessageDelta { text: "\n\n".into() });
+                        run.emit(
+                            ev::MESSAGE_DELTA,
+                            &ev::MessageDelta {
+                                text: "\n\n".into(),
+                            },
+                        );
                     }
                     round_text.push_str(&text);
                     produced.content.push_str(&text);
                     run.emit(ev::MESSAGE_DELTA, &ev::MessageDelta { text });
                     if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                         last_checkpoint = Instant::now();
-                        if let Err(e) = turn.store.checkpoint_message(&run.assistant_message_id, &produced.content).await {
+                        if let Err(e) = turn
+                            .store
+                            .checkpoint_message(&run.assistant_message_id, &produced.content)
+                            .await
+                        {
                             tracing::warn!(run = %run.id, "checkpoint failed: {e}");
                         }
                     }
                 }
-                Some(Ok(LlmDelta::ToolCall { index, id, name, arguments })) => calls.push(index, id, name, arguments),
+                Some(Ok(LlmDelta::ToolCall {
+                    index,
+                    id,
+                    name,
+                    arguments,
+                })) => calls.push(index, id, name, arguments),
                 Some(Ok(LlmDelta::Finish(_))) => finished = true,
             }
         }
@@ -151,12 +176,29 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
         if calls.is_empty() {
             return Ending::Finished;
         }
-        messages.push(ChatMessage::Assistant { content: round_text, tool_calls: calls.clone() });
+        messages.push(ChatMessage::Assistant {
+            content: round_text,
+            tool_calls: calls.clone(),
+        });
         for call in calls {
-            let outcome = run_tool(turn, &call, &offered, &sink, &find_image, produced.images.len() as u32, cancel.clone()).await;
+            let outcome = run_tool(
+                turn,
+                &call,
+                &offered,
+                &sink,
+                &find_image,
+                produced.images.len() as u32,
+                cancel.clone(),
+            )
+            .await;
             run.emit(
                 ev::TOOL_RESULT,
-                &ev::ToolResult { id: call.id.clone(), name: call.name.clone(), result: outcome.reason(), is_error: outcome.is_error },
+                &ev::ToolResult {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    result: outcome.reason(),
+                    is_error: outcome.is_error,
+                },
             );
             produced.tool_calls.push(ToolCallRecord {
                 id: call.id.clone(),
@@ -166,7 +208,10 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
                 is_error: outcome.is_error,
             });
             produced.images.extend(outcome.images);
-            messages.push(ChatMessage::Tool { call_id: call.id, content: outcome.result });
+            messages.push(ChatMessage::Tool {
+                call_id: call.id,
+                content: outcome.result,
+            });
             if outcome.cancelled || cancel.is_cancelled() {
                 return Ending::Cancelled;
             }
@@ -176,7 +221,10 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
 }
 
 fn failed(e: LlmError) -> Ending {
-    Ending::Failed { code: e.code.to_string(), message: e.message }
+    Ending::Failed {
+        code: e.code.to_string(),
+        message: e.message,
+    }
 }
 
 async fn run_tool(
@@ -188,7 +236,14 @@ async fn run_tool(
     first_index: u32,
     cancel: CancellationToken,
 ) -> tools::ToolOutcome {
-    turn.run.emit(ev::TOOL_CALL, &ev::ToolCall { id: call.id.clone(), name: call.name.clone(), arguments: call.arguments.clone() });
+    turn.run.emit(
+        ev::TOOL_CALL,
+        &ev::ToolCall {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        },
+    );
     if !offered.iter().any(|t| t.name == call.name) {
         return tools::ToolOutcome::error(format!(
             "the tool `{}` is not enabled in this conversation (Image creation is off)",
@@ -228,7 +283,11 @@ or paste links; say briefly what you made. To refine an earlier image, pass its 
     let mut kept: Vec<&MessageRecord> = Vec::new();
     let mut used = turn.user_text.len();
     for m in turn.history.iter().rev() {
-        let size = m.content.len() + m.tool_calls.iter().map(|c| c.arguments.len() + c.result.len()).sum::<usize>();
+        let size = m.content.len()
+            + m.tool_calls
+                .iter()
+                .map(|c| c.arguments.len() + c.result.len())
+                .sum::<usize>();
         if used + size > HISTORY_CHAR_BUDGET {
             break;
         }
@@ -244,11 +303,21 @@ or paste links; say briefly what you made. To refine an earlier image, pass its 
                     let calls = m
                         .tool_calls
                         .iter()
-                        .map(|c| ToolCallRequest { id: c.id.clone(), name: c.name.clone(), arguments: c.arguments.clone() })
+                        .map(|c| ToolCallRequest {
+                            id: c.id.clone(),
+                            name: c.name.clone(),
+                            arguments: c.arguments.clone(),
+                        })
                         .collect();
-                    out.push(ChatMessage::Assistant { content: String::new(), tool_calls: calls });
+                    out.push(ChatMessage::Assistant {
+                        content: String::new(),
+                        tool_calls: calls,
+                    });
                     for c in &m.tool_calls {
-                        out.push(ChatMessage::Tool { call_id: c.id.clone(), content: c.result.clone() });
+                        out.push(ChatMessage::Tool {
+                            call_id: c.id.clone(),
+                            content: c.result.clone(),
+                        });
                     }
                 }
                 let mut text = m.content.clone();
@@ -259,7 +328,10 @@ or paste links; say briefly what you made. To refine an earlier image, pass its 
                     text.push_str("\n\n[The user stopped this reply.]");
                 }
                 if !text.trim().is_empty() {
-                    out.push(ChatMessage::Assistant { content: text, tool_calls: Vec::new() });
+                    out.push(ChatMessage::Assistant {
+                        content: text,
+                        tool_calls: Vec::new(),
+                    });
                 }
             }
         }
@@ -296,7 +368,11 @@ async fn finish(turn: &Turn, produced: Produced, ending: Ending) {
     let (status, error, content) = match &ending {
         Ending::Finished => ("complete", None, produced.content.clone()),
         Ending::Cancelled => ("cancelled", None, produced.content.clone()),
-        Ending::Failed { code, message } => ("failed", Some((code.clone(), message.clone())), produced.content.clone()),
+        Ending::Failed { code, message } => (
+            "failed",
+            Some((code.clone(), message.clone())),
+            produced.content.clone(),
+        ),
     };
     // Images the user deleted while the run was going are gone from the pending set.
     let images: Vec<NewImage> = produced
@@ -318,21 +394,48 @@ async fn finish(turn: &Turn, produced: Produced, ending: Ending) {
             metadata: i.metadata.clone(),
         })
         .collect();
-    let fin = MessageFinal { content: content.clone(), status, error: error.clone(), tool_calls: produced.tool_calls, images };
-    let saved = turn.store.finish_turn(&run.id, &run.assistant_message_id, fin).await;
+    let fin = MessageFinal {
+        content: content.clone(),
+        status,
+        error: error.clone(),
+        tool_calls: produced.tool_calls,
+        images,
+    };
+    let saved = turn
+        .store
+        .finish_turn(&run.id, &run.assistant_message_id, fin)
+        .await;
     run.clear_pending_images();
-    let ended = |status: &str| ev::RunEnded { run_id: run.id.clone(), status: status.into() };
+    let ended = |status: &str| ev::RunEnded {
+        run_id: run.id.clone(),
+        status: status.into(),
+    };
     match saved {
         Err(e) => {
             tracing::error!(run = %run.id, "could not store the reply: {e}");
-            run.end(ev::RUN_ERROR, &ev::RunError { code: "storage_error".into(), message: format!("The reply could not be saved: {e}") });
+            run.end(
+                ev::RUN_ERROR,
+                &ev::RunError {
+                    code: "storage_error".into(),
+                    message: format!("The reply could not be saved: {e}"),
+                },
+            );
         }
         Ok(_) => {
-            run.emit(ev::MESSAGE_DONE, &ev::MessageDone { message_id: run.assistant_message_id.clone(), content, status: status.into() });
+            run.emit(
+                ev::MESSAGE_DONE,
+                &ev::MessageDone {
+                    message_id: run.assistant_message_id.clone(),
+                    content,
+                    status: status.into(),
+                },
+            );
             match ending {
                 Ending::Finished => run.end(ev::RUN_FINISHED, &ended("finished")),
                 Ending::Cancelled => run.end(ev::RUN_CANCELLED, &ended("cancelled")),
-                Ending::Failed { code, message } => run.end(ev::RUN_ERROR, &ev::RunError { code, message }),
+                Ending::Failed { code, message } => {
+                    run.end(ev::RUN_ERROR, &ev::RunError { code, message })
+                }
             }
         }
     }
@@ -356,7 +459,10 @@ impl ToolSink for RunSink {
     fn image_ready(&self, image: &ToolImage) {
         self.run.add_pending_image(
             &image.id,
-            PendingImage { png: Arc::new(image.png.clone()), thumbnail: Arc::new(image.thumbnail.clone()) },
+            PendingImage {
+                png: Arc::new(image.png.clone()),
+                thumbnail: Arc::new(image.thumbnail.clone()),
+            },
         );
         self.run.emit(
             ev::IMAGE_DONE,

@@ -48,7 +48,12 @@ pub struct RunHandle {
 }
 
 impl RunHandle {
-    pub fn new(id: String, user_id: String, conversation_id: String, assistant_message_id: String) -> Self {
+    pub fn new(
+        id: String,
+        user_id: String,
+        conversation_id: String,
+        assistant_message_id: String,
+    ) -> Self {
         Self {
             id,
             user_id,
@@ -94,7 +99,9 @@ impl RunHandle {
 
     /// Appends an `image.progress` event and strips the preview from that image's previous one.
     pub fn emit_progress(&self, payload: &app::api::events::ImageProgress) {
-        let Ok(text) = serde_json::to_string(payload) else { return };
+        let Ok(text) = serde_json::to_string(payload) else {
+            return;
+        };
         let count = {
             let mut log = lock(&self.log);
             if log.ended {
@@ -113,7 +120,11 @@ impl RunHandle {
                 }
             }
             let id = log.events.len() as u64 + 1;
-            log.events.push(RunEvent { id, name: app::api::events::IMAGE_PROGRESS, data: text.into() });
+            log.events.push(RunEvent {
+                id,
+                name: app::api::events::IMAGE_PROGRESS,
+                data: text.into(),
+            });
             let position = log.events.len() - 1;
             log.last_progress.insert(payload.index, position);
             log.events.len() as u64
@@ -197,7 +208,11 @@ impl RunRegistry {
 
     /// Runs still producing, so shutdown can cancel them and let them record their state.
     pub fn live(&self) -> Vec<Arc<RunHandle>> {
-        lock(&self.runs).values().filter(|r| !r.is_ended()).cloned().collect()
+        lock(&self.runs)
+            .values()
+            .filter(|r| !r.is_ended())
+            .cloned()
+            .collect()
     }
 
     /// The run (live or recently ended) holding an image not yet committed.
@@ -210,7 +225,10 @@ impl RunRegistry {
 
     /// Drops an uncommitted image (the user deleted it mid-run); true if one was found.
     pub fn remove_pending_image(&self, user_id: &str, image_id: &str) -> bool {
-        lock(&self.runs).values().filter(|r| r.user_id == user_id).any(|r| r.remove_pending_image(image_id))
+        lock(&self.runs)
+            .values()
+            .filter(|r| r.user_id == user_id)
+            .any(|r| r.remove_pending_image(image_id))
     }
 }
 
@@ -236,7 +254,12 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert!(rest[0].data.contains("\"c\""));
         r.end("run.finished", &serde_json::json!({"status": "finished"}));
-        r.emit("message.delta", &MessageDelta { text: "ignored".into() });
+        r.emit(
+            "message.delta",
+            &MessageDelta {
+                text: "ignored".into(),
+            },
+        );
         let (all, ended) = r.events_after(0);
         assert_eq!(all.len(), 4);
         assert!(ended);
@@ -246,7 +269,12 @@ mod tests {
     fn only_the_latest_preview_of_an_image_is_kept() {
         let r = run();
         for step in 1..=3 {
-            r.emit_progress(&ImageProgress { index: 0, step, steps: 3, preview: Some(format!("p{step}")) });
+            r.emit_progress(&ImageProgress {
+                index: 0,
+                step,
+                steps: 3,
+                preview: Some(format!("p{step}")),
+            });
         }
         let (all, _) = r.events_after(0);
         assert!(!all[0].data.contains("preview"));

@@ -40,11 +40,26 @@ fn validate(state: &AppState, input: &mut AgentInput) -> ApiResult<()> {
     input.name = input.name.trim().to_string();
     let name = input.name.chars().count();
     if name == 0 || name > limits::AGENT_NAME_MAX_CHARS {
-        return Err(ApiError::unprocessable("invalid_request", format!("name must be 1 to {} characters", limits::AGENT_NAME_MAX_CHARS)));
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            format!(
+                "name must be 1 to {} characters",
+                limits::AGENT_NAME_MAX_CHARS
+            ),
+        ));
     }
-    for (field, text) in [("description", &input.description), ("instructions", &input.instructions)] {
+    for (field, text) in [
+        ("description", &input.description),
+        ("instructions", &input.instructions),
+    ] {
         if text.chars().count() > limits::AGENT_TEXT_MAX_CHARS {
-            return Err(ApiError::unprocessable("invalid_request", format!("{field} must be at most {} characters", limits::AGENT_TEXT_MAX_CHARS)));
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                format!(
+                    "{field} must be at most {} characters",
+                    limits::AGENT_TEXT_MAX_CHARS
+                ),
+            ));
         }
     }
     input.model = input.model.take().filter(|m| !m.trim().is_empty());
@@ -54,8 +69,19 @@ fn validate(state: &AppState, input: &mut AgentInput) -> ApiResult<()> {
     Ok(())
 }
 
-async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<Vec<Agent>>> {
-    Ok(Json(state.store.list_agents(&user).await?.into_iter().map(to_api).collect()))
+async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<Json<Vec<Agent>>> {
+    Ok(Json(
+        state
+            .store
+            .list_agents(&user)
+            .await?
+            .into_iter()
+            .map(to_api)
+            .collect(),
+    ))
 }
 
 async fn create(
@@ -64,12 +90,23 @@ async fn create(
     ApiJson(mut input): ApiJson<AgentInput>,
 ) -> ApiResult<(StatusCode, Json<Agent>)> {
     validate(&state, &mut input)?;
-    Ok((StatusCode::CREATED, Json(to_api(state.store.create_agent(&user, &input).await?))))
+    Ok((
+        StatusCode::CREATED,
+        Json(to_api(state.store.create_agent(&user, &input).await?)),
+    ))
 }
 
-async fn read(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Agent>> {
+async fn read(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Agent>> {
     check_id("agent", &id)?;
-    let agent = state.store.get_agent(&user, &id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
+    let agent = state
+        .store
+        .get_agent(&user, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
     Ok(Json(to_api(agent)))
 }
 
@@ -81,11 +118,19 @@ async fn save(
 ) -> ApiResult<Json<Agent>> {
     check_id("agent", &id)?;
     validate(&state, &mut input)?;
-    let agent = state.store.update_agent(&user, &id, &input).await?.ok_or_else(|| ApiError::not_found("agent"))?;
+    let agent = state
+        .store
+        .update_agent(&user, &id, &input)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
     Ok(Json(to_api(agent)))
 }
 
-async fn remove(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     check_id("agent", &id)?;
     if state.store.delete_agent(&user, &id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -100,7 +145,11 @@ async fn versions(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<AgentVersion>>> {
     check_id("agent", &id)?;
-    let agent = state.store.get_agent(&user, &id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
+    let agent = state
+        .store
+        .get_agent(&user, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
     let list = state.store.agent_versions(&id).await?;
     Ok(Json(
         list.into_iter()

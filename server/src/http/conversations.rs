@@ -12,28 +12,34 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use app::api::{
-    limits, Conversation, ConversationDetail, CreateConversation, ErrorDetail, Image, InternalTools, Message,
-    UpdateConversation,
+    limits, Conversation, ConversationDetail, CreateConversation, ErrorDetail, Image,
+    InternalTools, Message, UpdateConversation,
 };
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_id, ApiJson, CurrentUser};
 use super::AppState;
 use crate::store::{
-    new_id, rfc3339, ConversationRecord, ImageBlob, ImageRecord, MessageRecord, NewConversation, NewImage, Store,
+    new_id, rfc3339, ConversationRecord, ImageBlob, ImageRecord, MessageRecord, NewConversation,
+    NewImage, Store,
 };
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/conversations", get(list).post(create))
-        .route("/conversations/{id}", get(read).patch(update).delete(remove))
+        .route(
+            "/conversations/{id}",
+            get(read).patch(update).delete(remove),
+        )
         .route("/conversations/{id}/messages", axum::routing::delete(clear))
         .route("/conversations/{id}/export", get(export))
 }
 
 /// Import takes a whole exported conversation, images included, so it has its own limit.
 pub fn import_router() -> Router<AppState> {
-    Router::new().route("/conversations/import", post(import)).layer(DefaultBodyLimit::max(IMPORT_MAX_BYTES))
+    Router::new()
+        .route("/conversations/import", post(import))
+        .layer(DefaultBodyLimit::max(IMPORT_MAX_BYTES))
 }
 
 const IMPORT_MAX_BYTES: usize = 512 * 1024 * 1024;
@@ -54,10 +60,16 @@ pub fn to_api(c: &ConversationRecord, active_run_id: Option<String>) -> Conversa
 /// Loads a conversation of the current user or answers 400/404.
 pub async fn owned(store: &Store, user: &str, id: &str) -> ApiResult<ConversationRecord> {
     check_id("conversation", id)?;
-    store.get_conversation(user, id).await?.ok_or_else(|| ApiError::not_found("conversation"))
+    store
+        .get_conversation(user, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))
 }
 
-async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<Vec<Conversation>>> {
+async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<Json<Vec<Conversation>>> {
     let list = state.store.list_conversations(&user).await?;
     Ok(Json(list.iter().map(|c| to_api(c, None)).collect()))
 }
@@ -67,7 +79,11 @@ async fn create(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<CreateConversation>,
 ) -> ApiResult<(StatusCode, Json<Conversation>)> {
-    let title = body.title.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    let title = body
+        .title
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
     if let Some(t) = title {
         check_title(t)?;
     }
@@ -79,8 +95,17 @@ async fn create(
     let (agent, version, mut model, mut tools) = match &body.agent_id {
         Some(agent_id) => {
             check_id("agent", agent_id)?;
-            let agent = state.store.get_agent(&user, agent_id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
-            (Some(agent.id.clone()), Some(agent.version_id.clone()), agent.model.clone(), agent.meta.internal_tools)
+            let agent = state
+                .store
+                .get_agent(&user, agent_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("agent"))?;
+            (
+                Some(agent.id.clone()),
+                Some(agent.version_id.clone()),
+                agent.model.clone(),
+                agent.meta.internal_tools,
+            )
         }
         None => (None, None, None, InternalTools::default()),
     };
@@ -120,18 +145,35 @@ async fn read(
     let inline = match query.images.as_deref() {
         None | Some("b64") | Some("inline") => true,
         Some("url") => false,
-        Some(other) => return Err(ApiError::bad_request("invalid_request", format!("images must be `url` or `b64`, not `{other}`"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("images must be `url` or `b64`, not `{other}`"),
+            ))
+        }
     };
     Ok(Json(detail(&state, &user, &record, inline).await?))
 }
 
 /// The conversation with its messages, images (inline or by URL) and the run still going.
-pub async fn detail(state: &AppState, user: &str, record: &ConversationRecord, inline: bool) -> ApiResult<ConversationDetail> {
+pub async fn detail(
+    state: &AppState,
+    user: &str,
+    record: &ConversationRecord,
+    inline: bool,
+) -> ApiResult<ConversationDetail> {
     let messages = state.store.list_messages(&record.id).await?;
     let images = state.store.images_of_conversation(&record.id).await?;
     let runs = state.store.runs_of_conversation(&record.id).await?;
-    let run_of: HashMap<&str, &str> = runs.iter().map(|r| (r.assistant_message_id.as_str(), r.id.as_str())).collect();
-    let active = runs.iter().rev().find(|r| r.status == "running").map(|r| r.id.clone());
+    let run_of: HashMap<&str, &str> = runs
+        .iter()
+        .map(|r| (r.assistant_message_id.as_str(), r.id.as_str()))
+        .collect();
+    let active = runs
+        .iter()
+        .rev()
+        .find(|r| r.status == "running")
+        .map(|r| r.id.clone());
     let mut by_message: HashMap<String, Vec<Image>> = HashMap::new();
     for image in images {
         let message_id = image.message_id.clone().unwrap_or_default();
@@ -146,12 +188,18 @@ pub async fn detail(state: &AppState, user: &str, record: &ConversationRecord, i
             message_to_api(m, images, run_id)
         })
         .collect();
-    Ok(ConversationDetail { conversation: to_api(record, active), messages })
+    Ok(ConversationDetail {
+        conversation: to_api(record, active),
+        messages,
+    })
 }
 
 pub fn message_to_api(m: MessageRecord, images: Vec<Image>, run_id: Option<String>) -> Message {
     Message {
-        error: m.error_code.map(|code| ErrorDetail { code, message: m.error_message.unwrap_or_default() }),
+        error: m.error_code.map(|code| ErrorDetail {
+            code,
+            message: m.error_message.unwrap_or_default(),
+        }),
         id: m.id,
         role: m.role,
         content: m.content,
@@ -164,9 +212,17 @@ pub fn message_to_api(m: MessageRecord, images: Vec<Image>, run_id: Option<Strin
     }
 }
 
-pub async fn image_to_api(store: &Store, user: &str, image: ImageRecord, inline: bool) -> ApiResult<Image> {
+pub async fn image_to_api(
+    store: &Store,
+    user: &str,
+    image: ImageRecord,
+    inline: bool,
+) -> ApiResult<Image> {
     let b64 = if inline {
-        let bytes = store.image_bytes(user, &image.id, ImageBlob::Png).await?.unwrap_or_default();
+        let bytes = store
+            .image_bytes(user, &image.id, ImageBlob::Png)
+            .await?
+            .unwrap_or_default();
         Some(base64::engine::general_purpose::STANDARD.encode(bytes))
     } else {
         None
@@ -194,7 +250,10 @@ async fn update(
         let title = title.trim();
         check_title(title)?;
         if title.is_empty() {
-            return Err(ApiError::unprocessable("invalid_request", "title must not be empty"));
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "title must not be empty",
+            ));
         }
         state.store.rename_conversation(&record.id, title).await?;
     }
@@ -202,7 +261,10 @@ async fn update(
         if let Some(m) = model {
             check_model(&state, m)?;
         }
-        state.store.set_conversation_model(&record.id, model.as_deref()).await?;
+        state
+            .store
+            .set_conversation_model(&record.id, model.as_deref())
+            .await?;
     }
     if let Some(tools) = body.internal_tools {
         state.store.set_internal_tools(&record.id, tools).await?;
@@ -211,14 +273,22 @@ async fn update(
     Ok(Json(to_api(&record, None)))
 }
 
-async fn remove(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let record = owned(&state.store, &user, &id).await?;
     cancel_active_run(&state, &record.id).await?;
     state.store.delete_conversation(&user, &record.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn clear(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn clear(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let record = owned(&state.store, &user, &id).await?;
     cancel_active_run(&state, &record.id).await?;
     state.store.clear_messages(&record.id).await?;
@@ -238,13 +308,23 @@ async fn cancel_active_run(state: &AppState, conversation_id: &str) -> ApiResult
 fn check_title(title: &str) -> ApiResult<()> {
     let n = title.chars().count();
     if n > limits::TITLE_MAX_CHARS {
-        return Err(ApiError::unprocessable("invalid_request", format!("title must be at most {} characters (got {n})", limits::TITLE_MAX_CHARS)));
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            format!(
+                "title must be at most {} characters (got {n})",
+                limits::TITLE_MAX_CHARS
+            ),
+        ));
     }
     Ok(())
 }
 
 pub fn check_model(state: &AppState, model: &str) -> ApiResult<()> {
-    state.providers.resolve(Some(model)).map(|_| ()).map_err(|e| ApiError::unprocessable("unknown_model", e.message))
+    state
+        .providers
+        .resolve(Some(model))
+        .map(|_| ())
+        .map_err(|e| ApiError::unprocessable("unknown_model", e.message))
 }
 
 // ----- export / import -----
@@ -297,20 +377,31 @@ pub struct ExportImage {
 
 const EXPORT_FORMAT: &str = "easel.conversation";
 
-async fn export(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn export(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let record = owned(&state.store, &user, &id).await?;
     let messages = state.store.list_messages(&record.id).await?;
     let images = state.store.images_of_conversation(&record.id).await?;
     let mut by_message: HashMap<String, Vec<ExportImage>> = HashMap::new();
     for image in images {
-        let png = state.store.image_bytes(&user, &image.id, ImageBlob::Png).await?.unwrap_or_default();
-        by_message.entry(image.message_id.clone().unwrap_or_default()).or_default().push(ExportImage {
-            id: image.id,
-            width: image.width as u32,
-            height: image.height as u32,
-            png: base64::engine::general_purpose::STANDARD.encode(png),
-            metadata: image.metadata,
-        });
+        let png = state
+            .store
+            .image_bytes(&user, &image.id, ImageBlob::Png)
+            .await?
+            .unwrap_or_default();
+        by_message
+            .entry(image.message_id.clone().unwrap_or_default())
+            .or_default()
+            .push(ExportImage {
+                id: image.id,
+                width: image.width as u32,
+                height: image.height as u32,
+                png: base64::engine::general_purpose::STANDARD.encode(png),
+                metadata: image.metadata,
+            });
     }
     let document = ExportDocument {
         format: EXPORT_FORMAT.into(),
@@ -326,7 +417,10 @@ async fn export(State(state): State<AppState>, CurrentUser(user): CurrentUser, P
             .filter(|m| m.status != "running")
             .map(|m| ExportMessage {
                 images: by_message.remove(&m.id).unwrap_or_default(),
-                error: m.error_code.map(|code| ErrorDetail { code, message: m.error_message.unwrap_or_default() }),
+                error: m.error_code.map(|code| ErrorDetail {
+                    code,
+                    message: m.error_message.unwrap_or_default(),
+                }),
                 id: m.id,
                 role: m.role,
                 content: m.content,
@@ -339,7 +433,10 @@ async fn export(State(state): State<AppState>, CurrentUser(user): CurrentUser, P
     };
     let name = crate::http::images::file_name(&record.title, "json");
     Ok((
-        [(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))],
+        [(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        )],
         Json(document),
     ))
 }
@@ -350,7 +447,13 @@ async fn import(
     ApiJson(doc): ApiJson<ExportDocument>,
 ) -> ApiResult<(StatusCode, Json<Conversation>)> {
     if doc.format != EXPORT_FORMAT || doc.version != 1 {
-        return Err(ApiError::unprocessable("invalid_request", format!("not an Easel export (format `{}`, version {})", doc.format, doc.version)));
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            format!(
+                "not an Easel export (format `{}`, version {})",
+                doc.format, doc.version
+            ),
+        ));
     }
     check_title(&doc.conversation.title)?;
     // Fresh ids for everything; references to old image ids in tool results are rewritten, so
@@ -358,19 +461,36 @@ async fn import(
     let mut id_map: Vec<(String, String)> = Vec::new();
     let mut decoded: Vec<Vec<(ExportImage, Vec<u8>)>> = Vec::new();
     for m in &doc.messages {
-        if !["user", "assistant"].contains(&m.role.as_str()) || !["complete", "cancelled", "failed"].contains(&m.status.as_str()) {
-            return Err(ApiError::unprocessable("invalid_request", format!("message {} has an unknown role or status", m.id)));
+        if !["user", "assistant"].contains(&m.role.as_str())
+            || !["complete", "cancelled", "failed"].contains(&m.status.as_str())
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                format!("message {} has an unknown role or status", m.id),
+            ));
         }
         let mut images = Vec::new();
         for image in &m.images {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(&image.png)
-                .map_err(|_| ApiError::unprocessable("invalid_request", format!("image {} is not valid base64", image.id)))?;
-            crate::imaging::encode::decode(&bytes)
-                .map_err(|e| ApiError::unprocessable("invalid_request", format!("image {}: {e}", image.id)))?;
+                .map_err(|_| {
+                    ApiError::unprocessable(
+                        "invalid_request",
+                        format!("image {} is not valid base64", image.id),
+                    )
+                })?;
+            crate::imaging::encode::decode(&bytes).map_err(|e| {
+                ApiError::unprocessable("invalid_request", format!("image {}: {e}", image.id))
+            })?;
             id_map.push((image.id.clone(), new_id()));
             images.push((
-                ExportImage { id: image.id.clone(), width: image.width, height: image.height, png: String::new(), metadata: image.metadata.clone() },
+                ExportImage {
+                    id: image.id.clone(),
+                    width: image.width,
+                    height: image.height,
+                    png: String::new(),
+                    metadata: image.metadata.clone(),
+                },
                 bytes,
             ));
         }
@@ -383,11 +503,19 @@ async fn import(
             title: Some(&doc.conversation.title),
             agent_id: None,
             agent_version_id: None,
-            model: doc.conversation.model.as_deref().filter(|m| state.providers.resolve(Some(m)).is_ok()),
+            model: doc
+                .conversation
+                .model
+                .as_deref()
+                .filter(|m| state.providers.resolve(Some(m)).is_ok()),
             internal_tools: doc.conversation.internal_tools,
         })
         .await?;
-    let remap = |text: &str| id_map.iter().fold(text.to_string(), |t, (old, new)| t.replace(old, new));
+    let remap = |text: &str| {
+        id_map
+            .iter()
+            .fold(text.to_string(), |t, (old, new)| t.replace(old, new))
+    };
     for (m, images) in doc.messages.iter().zip(decoded) {
         let record_message = MessageRecord {
             id: String::new(),
@@ -402,16 +530,26 @@ async fn import(
             tool_calls: m
                 .tool_calls
                 .iter()
-                .map(|c| app::api::ToolCallRecord { arguments: remap(&c.arguments), result: remap(&c.result), ..c.clone() })
+                .map(|c| app::api::ToolCallRecord {
+                    arguments: remap(&c.arguments),
+                    result: remap(&c.result),
+                    ..c.clone()
+                })
                 .collect(),
             created_at: m.created_at_ms,
             updated_at: m.created_at_ms,
         };
         let mut new_images = Vec::new();
         for (position, (image, bytes)) in images.into_iter().enumerate() {
-            let rgb = crate::imaging::encode::decode(&bytes).map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))?;
-            let thumbnail = crate::imaging::encode::thumbnail(&rgb).map_err(|e| ApiError::internal(e.to_string()))?;
-            let id = id_map.iter().find(|(old, _)| *old == image.id).map(|(_, new)| new.clone()).unwrap_or_else(new_id);
+            let rgb = crate::imaging::encode::decode(&bytes)
+                .map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))?;
+            let thumbnail = crate::imaging::encode::thumbnail(&rgb)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let id = id_map
+                .iter()
+                .find(|(old, _)| *old == image.id)
+                .map(|(_, new)| new.clone())
+                .unwrap_or_else(new_id);
             new_images.push(NewImage {
                 id,
                 user_id: user.clone(),
@@ -426,7 +564,10 @@ async fn import(
                 metadata: image.metadata,
             });
         }
-        state.store.import_message(&record.id, &record_message, &new_images).await?;
+        state
+            .store
+            .import_message(&record.id, &record_message, &new_images)
+            .await?;
     }
     Ok((StatusCode::CREATED, Json(to_api(&record, None))))
 }

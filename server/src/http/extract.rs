@@ -39,25 +39,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 fn json_error(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonDataError(e) => ApiError::unprocessable("invalid_request", body_text(&e.body_text())),
-        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("invalid_json", body_text(&e.body_text())),
+        JsonRejection::JsonDataError(e) => {
+            ApiError::unprocessable("invalid_request", body_text(&e.body_text()))
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::bad_request("invalid_json", body_text(&e.body_text()))
+        }
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "Send the body as JSON with `Content-Type: application/json`.",
         ),
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("The body is larger than {} bytes.", app::api::limits::JSON_BODY_MAX_BYTES),
-        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "The body is larger than {} bytes.",
+                    app::api::limits::JSON_BODY_MAX_BYTES
+                ),
+            )
+        }
         other => ApiError::bad_request("invalid_request", other.body_text()),
     }
 }
 
 /// axum's messages start with a generic prefix; keep the useful part.
 fn body_text(text: &str) -> String {
-    text.split_once(": ").map(|(_, rest)| rest.to_string()).unwrap_or_else(|| text.to_string())
+    text.split_once(": ")
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or_else(|| text.to_string())
 }
 
 /// An id from the path: a UUID (Easel's ids are UUIDv7), or a 400 that says so.
@@ -65,6 +76,9 @@ pub fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
     if uuid::Uuid::try_parse(id).is_ok() {
         Ok(())
     } else {
-        Err(ApiError::bad_request("invalid_id", format!("`{id}` is not a valid {kind} id")))
+        Err(ApiError::bad_request(
+            "invalid_id",
+            format!("`{id}` is not a valid {kind} id"),
+        ))
     }
 }

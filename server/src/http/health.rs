@@ -12,7 +12,9 @@ use super::AppState;
 use crate::tools::styles;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health)).route("/models", get(models))
+    Router::new()
+        .route("/health", get(health))
+        .route("/models", get(models))
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -27,7 +29,14 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         database,
         image_engine: state.engine.health(),
     };
-    (if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+    (
+        if healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(body),
+    )
 }
 
 async fn models(State(state): State<AppState>) -> Json<ModelsResponse> {

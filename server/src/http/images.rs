@@ -44,20 +44,33 @@ async fn file(
     let (id, format) = match file.rsplit_once('.') {
         Some((id, "png")) => (id, Format::Png),
         Some((id, "jpg" | "jpeg")) => (id, Format::Jpeg),
-        Some((_, ext)) => return Err(ApiError::bad_request("unsupported_format", format!("`.{ext}` is not available; use .png or .jpg"))),
+        Some((_, ext)) => {
+            return Err(ApiError::bad_request(
+                "unsupported_format",
+                format!("`.{ext}` is not available; use .png or .jpg"),
+            ))
+        }
         None => (file.as_str(), Format::Png),
     };
     check_id("image", id)?;
-    let etag = format!("\"{id}-{}\"", if format == Format::Png { "png" } else { "jpg" });
+    let etag = format!(
+        "\"{id}-{}\"",
+        if format == Format::Png { "png" } else { "jpg" }
+    );
     let download = matches!(query.download.as_deref(), Some("1" | "true" | "yes"));
 
     let record = state.store.get_image(&user, id).await?;
     let bytes = match (&record, format) {
         (Some(_), Format::Png) => state.store.image_bytes(&user, id, ImageBlob::Png).await?,
-        (Some(_), Format::Jpeg) => match state.store.image_bytes(&user, id, ImageBlob::Jpeg).await? {
+        (Some(_), Format::Jpeg) => match state.store.image_bytes(&user, id, ImageBlob::Jpeg).await?
+        {
             Some(jpeg) => Some(jpeg),
             None => {
-                let png = state.store.image_bytes(&user, id, ImageBlob::Png).await?.unwrap_or_default();
+                let png = state
+                    .store
+                    .image_bytes(&user, id, ImageBlob::Png)
+                    .await?
+                    .unwrap_or_default();
                 let jpeg = to_jpeg(png).await?;
                 state.store.store_jpeg(id, &jpeg).await?;
                 Some(jpeg)
@@ -72,13 +85,29 @@ async fn file(
     let bytes = bytes.ok_or_else(|| ApiError::not_found("image"))?;
     let name = record
         .map(|r| {
-            let prompt = r.metadata.tool_arguments.get("prompt").and_then(|p| p.as_str()).unwrap_or(&r.metadata.prompt).to_string();
+            let prompt = r
+                .metadata
+                .tool_arguments
+                .get("prompt")
+                .and_then(|p| p.as_str())
+                .unwrap_or(&r.metadata.prompt)
+                .to_string();
             prompt
         })
         .unwrap_or_else(|| "image".into());
     let ext = if format == Format::Png { "png" } else { "jpg" };
-    let mime = if format == Format::Png { "image/png" } else { "image/jpeg" };
-    Ok(immutable(bytes, mime, &etag, &headers, download.then(|| file_name(&name, ext))))
+    let mime = if format == Format::Png {
+        "image/png"
+    } else {
+        "image/jpeg"
+    };
+    Ok(immutable(
+        bytes,
+        mime,
+        &etag,
+        &headers,
+        download.then(|| file_name(&name, ext)),
+    ))
 }
 
 async fn to_jpeg(png: Vec<u8>) -> ApiResult<Vec<u8>> {
@@ -98,14 +127,32 @@ async fn thumbnail(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     check_id("image", &id)?;
-    let bytes = match state.store.image_bytes(&user, &id, ImageBlob::Thumbnail).await? {
+    let bytes = match state
+        .store
+        .image_bytes(&user, &id, ImageBlob::Thumbnail)
+        .await?
+    {
         Some(b) => b,
-        None => state.runs.pending_image(&user, &id).map(|p| p.thumbnail.as_ref().clone()).ok_or_else(|| ApiError::not_found("image"))?,
+        None => state
+            .runs
+            .pending_image(&user, &id)
+            .map(|p| p.thumbnail.as_ref().clone())
+            .ok_or_else(|| ApiError::not_found("image"))?,
     };
-    Ok(immutable(bytes, "image/jpeg", &format!("\"{id}-thumb\""), &headers, None))
+    Ok(immutable(
+        bytes,
+        "image/jpeg",
+        &format!("\"{id}-thumb\""),
+        &headers,
+        None,
+    ))
 }
 
-async fn remove(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(file): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(file): Path<String>,
+) -> ApiResult<StatusCode> {
     let id = file.strip_suffix(".png").unwrap_or(&file);
     check_id("image", id)?;
     if state.store.delete_image(&user, id).await? || state.runs.remove_pending_image(&user, id) {
@@ -116,10 +163,25 @@ async fn remove(State(state): State<AppState>, CurrentUser(user): CurrentUser, P
 }
 
 /// An immutable body with its ETag; `304` when the client already has it.
-fn immutable(bytes: Vec<u8>, mime: &'static str, etag: &str, headers: &HeaderMap, download: Option<String>) -> Response {
+fn immutable(
+    bytes: Vec<u8>,
+    mime: &'static str,
+    etag: &str,
+    headers: &HeaderMap,
+    download: Option<String>,
+) -> Response {
     let cache = HeaderValue::from_static("private, max-age=31536000, immutable");
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag.to_string())], [(header::CACHE_CONTROL, cache)]).into_response();
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag.to_string())],
+            [(header::CACHE_CONTROL, cache)],
+        )
+            .into_response();
     }
     let mut response = Response::new(Body::from(bytes));
     let h = response.headers_mut();
@@ -150,7 +212,10 @@ pub fn file_name(text: &str, ext: &str) -> String {
         }
     }
     let slug = slug.trim_matches('-');
-    format!("{}.{ext}", if slug.is_empty() { "easel-image" } else { slug })
+    format!(
+        "{}.{ext}",
+        if slug.is_empty() { "easel-image" } else { slug }
+    )
 }
 
 #[cfg(test)]
@@ -159,8 +224,14 @@ mod tests {
 
     #[test]
     fn file_names_are_safe_slugs_of_the_prompt() {
-        assert_eq!(file_name("A red fox, at dusk!", "png"), "a-red-fox-at-dusk.png");
-        assert_eq!(file_name("\"quotes\" / slashes\\", "jpg"), "quotes-slashes.jpg");
+        assert_eq!(
+            file_name("A red fox, at dusk!", "png"),
+            "a-red-fox-at-dusk.png"
+        );
+        assert_eq!(
+            file_name("\"quotes\" / slashes\\", "jpg"),
+            "quotes-slashes.jpg"
+        );
         assert_eq!(file_name("日本", "png"), "easel-image.png");
         assert!(file_name(&"x".repeat(500), "png").len() <= 64);
     }

@@ -38,7 +38,10 @@ async fn send(
     if body.content.trim().is_empty() || chars > limits::MESSAGE_MAX_CHARS {
         return Err(ApiError::unprocessable(
             "invalid_content",
-            format!("content must be 1 to {} characters and not only spaces (got {chars})", limits::MESSAGE_MAX_CHARS),
+            format!(
+                "content must be 1 to {} characters and not only spaces (got {chars})",
+                limits::MESSAGE_MAX_CHARS
+            ),
         ));
     }
     if let Some(active) = state.store.active_run(&conversation.id).await? {
@@ -55,15 +58,30 @@ async fn send(
     };
     let history = state.store.list_messages(&conversation.id).await?;
     // Committed before any model is called: nothing the user wrote can be lost.
-    let (user_message, assistant, run_id) =
-        state.store.begin_turn(&user, &conversation.id, &body.content, &model_id).await?;
-    state.store.set_automatic_title(&conversation.id, &automatic_title(&body.content)).await?;
+    let (user_message, assistant, run_id) = state
+        .store
+        .begin_turn(&user, &conversation.id, &body.content, &model_id)
+        .await?;
+    state
+        .store
+        .set_automatic_title(&conversation.id, &automatic_title(&body.content))
+        .await?;
 
     let instructions = match &conversation.agent_version_id {
-        Some(version) => state.store.get_agent_version(version).await?.map(|v| v.instructions).filter(|i| !i.trim().is_empty()),
+        Some(version) => state
+            .store
+            .get_agent_version(version)
+            .await?
+            .map(|v| v.instructions)
+            .filter(|i| !i.trim().is_empty()),
         None => None,
     };
-    let run = Arc::new(RunHandle::new(run_id.clone(), user.clone(), conversation.id.clone(), assistant.id.clone()));
+    let run = Arc::new(RunHandle::new(
+        run_id.clone(),
+        user.clone(),
+        conversation.id.clone(),
+        assistant.id.clone(),
+    ));
     state.runs.insert(run.clone());
     let turn = Turn {
         store: state.store.clone(),
@@ -79,26 +97,47 @@ async fn send(
     tokio::spawn(orchestrator::drive(turn));
     Ok((
         StatusCode::ACCEPTED,
-        Json(PostMessageResponse { message_id: user_message.id, assistant_message_id: assistant.id, run_id }),
+        Json(PostMessageResponse {
+            message_id: user_message.id,
+            assistant_message_id: assistant.id,
+            run_id,
+        }),
     ))
 }
 
 /// The first line of the message, shortened at a word boundary.
 fn automatic_title(content: &str) -> String {
-    let line = content.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New conversation");
+    let line = content
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("New conversation");
     if line.chars().count() <= AUTO_TITLE_CHARS {
         return line.to_string();
     }
     let cut: String = line.chars().take(AUTO_TITLE_CHARS).collect();
-    let at = cut.rfind(' ').filter(|&i| i > AUTO_TITLE_CHARS / 2).unwrap_or(cut.len());
+    let at = cut
+        .rfind(' ')
+        .filter(|&i| i > AUTO_TITLE_CHARS / 2)
+        .unwrap_or(cut.len());
     format!("{}…", cut[..at].trim_end())
 }
 
-async fn remove(State(state): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     check_id("message", &id)?;
-    let message = state.store.get_message(&user, &id).await?.ok_or_else(|| ApiError::not_found("message"))?;
+    let message = state
+        .store
+        .get_message(&user, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))?;
     if message.status == "running" {
-        return Err(ApiError::conflict("This reply is still being written; stop the run before deleting it."));
+        return Err(ApiError::conflict(
+            "This reply is still being written; stop the run before deleting it.",
+        ));
     }
     state.store.delete_message(&user, &id).await?;
     Ok(StatusCode::NO_CONTENT)

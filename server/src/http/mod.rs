@@ -58,7 +58,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(app::api::limits::JSON_BODY_MAX_BYTES))
         // Import carries a whole conversation with its images inline.
         .merge(conversations::import_router())
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such API route.") });
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such API route.")
+        });
 
     let routes = generate_route_list(app::App);
     let leptos = state.leptos.clone();
@@ -66,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .nest("/v1", openai::router())
         .leptos_routes(&state, routes, move || app::shell(leptos.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
         .with_state(state)
 }

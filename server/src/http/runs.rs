@@ -25,7 +25,9 @@ use super::AppState;
 use crate::chat::run::{RunEvent, RunHandle};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/runs/{id}/events", get(events)).route("/runs/{id}/cancel", post(cancel))
+    Router::new()
+        .route("/runs/{id}/events", get(events))
+        .route("/runs/{id}/cancel", post(cancel))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,10 +55,20 @@ async fn events(
     let stream: EventStream = match state.runs.get(&id).filter(|r| r.user_id == user) {
         Some(run) => live(run, after),
         None => {
-            let record = state.store.get_run(&user, &id).await?.ok_or_else(|| ApiError::not_found("run"))?;
+            let record = state
+                .store
+                .get_run(&user, &id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("run"))?;
             let (name, data) = match record.status.as_str() {
-                "finished" => (ev::RUN_FINISHED, serde_json::json!({"run_id": record.id, "status": "finished"})),
-                "cancelled" => (ev::RUN_CANCELLED, serde_json::json!({"run_id": record.id, "status": "cancelled"})),
+                "finished" => (
+                    ev::RUN_FINISHED,
+                    serde_json::json!({"run_id": record.id, "status": "finished"}),
+                ),
+                "cancelled" => (
+                    ev::RUN_CANCELLED,
+                    serde_json::json!({"run_id": record.id, "status": "cancelled"}),
+                ),
                 _ => (
                     ev::RUN_ERROR,
                     serde_json::json!({
@@ -76,29 +88,36 @@ async fn events(
 fn live(run: Arc<RunHandle>, after: u64) -> EventStream {
     let receiver = run.subscribe();
     Box::pin(
-        stream::unfold((run, receiver, after), |(run, mut receiver, cursor)| async move {
-            loop {
-                let (events, ended) = run.events_after(cursor);
-                if let Some(last) = events.last() {
-                    let next = last.id;
-                    let batch: Vec<Result<Event, Infallible>> = events.iter().map(to_sse).map(Ok).collect();
-                    return Some((stream::iter(batch), (run, receiver, next)));
+        stream::unfold(
+            (run, receiver, after),
+            |(run, mut receiver, cursor)| async move {
+                loop {
+                    let (events, ended) = run.events_after(cursor);
+                    if let Some(last) = events.last() {
+                        let next = last.id;
+                        let batch: Vec<Result<Event, Infallible>> =
+                            events.iter().map(to_sse).map(Ok).collect();
+                        return Some((stream::iter(batch), (run, receiver, next)));
+                    }
+                    if ended {
+                        return None;
+                    }
+                    // Wakes on the next event; an error means the run was dropped: stop.
+                    if receiver.changed().await.is_err() {
+                        return None;
+                    }
                 }
-                if ended {
-                    return None;
-                }
-                // Wakes on the next event; an error means the run was dropped: stop.
-                if receiver.changed().await.is_err() {
-                    return None;
-                }
-            }
-        })
+            },
+        )
         .flatten(),
     )
 }
 
 fn to_sse(e: &RunEvent) -> Event {
-    Event::default().id(e.id.to_string()).event(e.name).data(e.data.as_ref())
+    Event::default()
+        .id(e.id.to_string())
+        .event(e.name)
+        .data(e.data.as_ref())
 }
 
 async fn cancel(
@@ -110,12 +129,22 @@ async fn cancel(
     match state.runs.get(&id).filter(|r| r.user_id == user) {
         Some(run) if !run.is_ended() => {
             run.cancel();
-            Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"run_id": id, "status": "cancelling"}))))
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({"run_id": id, "status": "cancelling"})),
+            ))
         }
         _ => {
-            let record = state.store.get_run(&user, &id).await?.ok_or_else(|| ApiError::not_found("run"))?;
+            let record = state
+                .store
+                .get_run(&user, &id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("run"))?;
             // Cancelling a run that already ended is not an error: the outcome is what was asked.
-            Ok((StatusCode::OK, Json(serde_json::json!({"run_id": id, "status": record.status}))))
+            Ok((
+                StatusCode::OK,
+                Json(serde_json::json!({"run_id": id, "status": record.status})),
+            ))
         }
     }
 }

@@ -28,10 +28,16 @@ pub fn png(image: &RgbImage, parameters: Option<&str>) -> Result<Vec<u8>, Encode
         // Fast deflate: files ~10% larger than the default level, written several times faster.
         encoder.set_compression(png::Compression::Fast);
         if let Some(text) = parameters {
-            encoder.add_text_chunk("parameters".into(), text.into()).map_err(|e| EncodeError(e.to_string()))?;
+            encoder
+                .add_text_chunk("parameters".into(), text.into())
+                .map_err(|e| EncodeError(e.to_string()))?;
         }
-        let mut writer = encoder.write_header().map_err(|e| EncodeError(e.to_string()))?;
-        writer.write_image_data(image.as_raw()).map_err(|e| EncodeError(e.to_string()))?;
+        let mut writer = encoder
+            .write_header()
+            .map_err(|e| EncodeError(e.to_string()))?;
+        writer
+            .write_image_data(image.as_raw())
+            .map_err(|e| EncodeError(e.to_string()))?;
     }
     Ok(out)
 }
@@ -50,7 +56,11 @@ pub fn thumbnail(image: &RgbImage) -> Result<Vec<u8>, EncodeError> {
     if w <= THUMBNAIL_SIZE && h <= THUMBNAIL_SIZE {
         return jpeg(image, THUMBNAIL_QUALITY);
     }
-    let small = DynamicImage::ImageRgb8(image.clone()).resize(THUMBNAIL_SIZE, THUMBNAIL_SIZE, FilterType::Triangle);
+    let small = DynamicImage::ImageRgb8(image.clone()).resize(
+        THUMBNAIL_SIZE,
+        THUMBNAIL_SIZE,
+        FilterType::Triangle,
+    );
     jpeg(&small.to_rgb8(), THUMBNAIL_QUALITY)
 }
 
@@ -58,21 +68,30 @@ pub fn thumbnail(image: &RgbImage) -> Result<Vec<u8>, EncodeError> {
 pub fn preview_data_url(image: &RgbImage) -> Option<String> {
     // Latent-resolution previews are tiny (64×64 for 512²); double them so they are not mush.
     let scaled = if image.width() < 128 {
-        DynamicImage::ImageRgb8(image.clone()).resize(image.width() * 2, image.height() * 2, FilterType::Triangle).to_rgb8()
+        DynamicImage::ImageRgb8(image.clone())
+            .resize(image.width() * 2, image.height() * 2, FilterType::Triangle)
+            .to_rgb8()
     } else {
         image.clone()
     };
     let bytes = jpeg(&scaled, PREVIEW_QUALITY).ok()?;
-    Some(format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+    Some(format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
 }
 
 /// Decodes a stored PNG (for JPEG conversion and edits).
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, EncodeError> {
     let format = image::guess_format(bytes).map_err(|e| EncodeError(e.to_string()))?;
     if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
-        return Err(EncodeError(format!("{format:?} images are not supported; use PNG or JPEG")));
+        return Err(EncodeError(format!(
+            "{format:?} images are not supported; use PNG or JPEG"
+        )));
     }
-    image::load(Cursor::new(bytes), format).map(|i| i.to_rgb8()).map_err(|e| EncodeError(e.to_string()))
+    image::load(Cursor::new(bytes), format)
+        .map(|i| i.to_rgb8())
+        .map_err(|e| EncodeError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -94,6 +113,8 @@ mod tests {
         let t = decode(&thumbnail(&img).unwrap()).unwrap();
         assert_eq!(t.dimensions(), (256, 128));
         assert_eq!(&jpeg(&img, 90).unwrap()[..3], &[0xFF, 0xD8, 0xFF]);
-        assert!(preview_data_url(&RgbImage::new(8, 8)).unwrap().starts_with("data:image/jpeg;base64,"));
+        assert!(preview_data_url(&RgbImage::new(8, 8))
+            .unwrap()
+            .starts_with("data:image/jpeg;base64,"));
     }
 }

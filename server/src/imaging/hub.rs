@@ -23,7 +23,10 @@ pub enum PullError {
     #[error("{0}")]
     Http(String),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Layout(String),
 }
@@ -35,7 +38,11 @@ pub fn wanted(path: &str) -> bool {
     match folder {
         _ if path == "model_index.json" || path == "easel.toml" => true,
         "text_encoder" | "text_encoder_2" | "unet" | "vae_decoder" | "vae_encoder" => {
-            file.ends_with(".onnx") || file.ends_with(".onnx_data") || file == "weights.pb" || file.ends_with(".json") || file.ends_with(".pb")
+            file.ends_with(".onnx")
+                || file.ends_with(".onnx_data")
+                || file == "weights.pb"
+                || file.ends_with(".json")
+                || file.ends_with(".pb")
         }
         "tokenizer" | "tokenizer_2" => file.ends_with(".json") || file.ends_with(".txt"),
         "scheduler" => file.ends_with(".json"),
@@ -57,7 +64,11 @@ impl Hub {
             .connect_timeout(Duration::from_secs(15))
             .build()
             .map_err(|e| PullError::Http(e.to_string()))?;
-        Ok(Hub { endpoint: endpoint.trim_end_matches('/').to_string(), client, token })
+        Ok(Hub {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            client,
+            token,
+        })
     }
 
     fn get(&self, url: &str) -> reqwest::RequestBuilder {
@@ -84,8 +95,15 @@ impl Hub {
         struct Lfs {
             size: u64,
         }
-        let url = format!("{}/api/models/{repo}/tree/{revision}?recursive=true", self.endpoint);
-        let response = self.get(&url).send().await.map_err(|e| PullError::Http(format!("{url}: {e}")))?;
+        let url = format!(
+            "{}/api/models/{repo}/tree/{revision}?recursive=true",
+            self.endpoint
+        );
+        let response = self
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| PullError::Http(format!("{url}: {e}")))?;
         let status = response.status();
         if !status.is_success() {
             let hint = if status.as_u16() == 401 || status.as_u16() == 404 {
@@ -95,20 +113,42 @@ impl Hub {
             };
             return Err(PullError::Http(format!("{url} answered {status}{hint}")));
         }
-        let entries: Vec<Entry> = response.json().await.map_err(|e| PullError::Http(format!("{url}: {e}")))?;
+        let entries: Vec<Entry> = response
+            .json()
+            .await
+            .map_err(|e| PullError::Http(format!("{url}: {e}")))?;
         Ok(entries
             .into_iter()
             .filter(|e| e.kind == "file")
-            .map(|e| RemoteFile { size: e.lfs.map(|l| l.size).unwrap_or(e.size), path: e.path })
+            .map(|e| RemoteFile {
+                size: e.lfs.map(|l| l.size).unwrap_or(e.size),
+                path: e.path,
+            })
             .collect())
     }
 
     /// Downloads the layout's files into `dest`, skipping complete ones and resuming partial
     /// ones (`.part` files with an HTTP range request). Prints progress to stderr.
-    pub async fn pull(&self, repo: &str, revision: &str, dest: &Path, quiet: bool) -> Result<Vec<PathBuf>, PullError> {
-        let files: Vec<RemoteFile> = self.list(repo, revision).await?.into_iter().filter(|f| wanted(&f.path)).collect();
+    pub async fn pull(
+        &self,
+        repo: &str,
+        revision: &str,
+        dest: &Path,
+        quiet: bool,
+    ) -> Result<Vec<PathBuf>, PullError> {
+        let files: Vec<RemoteFile> = self
+            .list(repo, revision)
+            .await?
+            .into_iter()
+            .filter(|f| wanted(&f.path))
+            .collect();
         let has = |p: &str| files.iter().any(|f| f.path == p);
-        for required in ["model_index.json", "unet/model.onnx", "text_encoder/model.onnx", "vae_decoder/model.onnx"] {
+        for required in [
+            "model_index.json",
+            "unet/model.onnx",
+            "text_encoder/model.onnx",
+            "vae_decoder/model.onnx",
+        ] {
             if !has(required) {
                 return Err(PullError::Layout(format!(
                     "{repo}@{revision} has no {required}: it is not a diffusers ONNX export (look for a repository with an `onnx` layout, e.g. onnxruntime/sd-turbo)"
@@ -120,15 +160,25 @@ impl Hub {
         let mut written = Vec::new();
         for file in &files {
             let target = dest.join(&file.path);
-            if target.metadata().map(|m| m.len() == file.size).unwrap_or(false) {
+            if target
+                .metadata()
+                .map(|m| m.len() == file.size)
+                .unwrap_or(false)
+            {
                 done += file.size;
                 continue;
             }
-            self.download(repo, revision, file, &target, &mut done, total, quiet).await?;
+            self.download(repo, revision, file, &target, &mut done, total, quiet)
+                .await?;
             written.push(target);
         }
         if !quiet {
-            eprintln!("\r{repo}: {} in {} files, complete.{:20}", human(total), files.len(), "");
+            eprintln!(
+                "\r{repo}: {} in {} files, complete.{:20}",
+                human(total),
+                files.len(),
+                ""
+            );
         }
         Ok(written)
     }
@@ -165,7 +215,10 @@ impl Hub {
         if have > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
         }
-        let response = request.send().await.map_err(|e| PullError::Http(format!("{url}: {e}")))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| PullError::Http(format!("{url}: {e}")))?;
         let status = response.status();
         let resumed = status.as_u16() == 206;
         if !status.is_success() {
@@ -184,7 +237,11 @@ impl Hub {
         let started = Instant::now();
         let mut last_print = Instant::now() - Duration::from_secs(1);
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| PullError::Http(format!("{url}: the download broke off ({e}); run the command again to resume")))?;
+            let chunk = chunk.map_err(|e| {
+                PullError::Http(format!(
+                    "{url}: the download broke off ({e}); run the command again to resume"
+                ))
+            })?;
             out.write_all(&chunk).map_err(io(&part))?;
             got += chunk.len() as u64;
             *done += chunk.len() as u64;
@@ -192,7 +249,14 @@ impl Hub {
                 last_print = Instant::now();
                 let rate = (*done as f64) / started.elapsed().as_secs_f64().max(0.001);
                 let percent = if total > 0 { *done * 100 / total } else { 100 };
-                eprint!("\r{repo}: {percent:3}% {} / {} ({}/s) {}{:10}", human(*done), human(total), human(rate as u64), file.path, "");
+                eprint!(
+                    "\r{repo}: {percent:3}% {} / {} ({}/s) {}{:10}",
+                    human(*done),
+                    human(total),
+                    human(rate as u64),
+                    file.path,
+                    ""
+                );
             }
         }
         out.flush().map_err(io(&part))?;

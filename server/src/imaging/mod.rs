@@ -34,10 +34,17 @@ use crate::config::ImageSettings;
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
     /// Waiting behind `position` other jobs.
-    Queued { position: usize },
+    Queued {
+        position: usize,
+    },
     Started,
     /// A step of the images `first..first + previews.len()` finished.
-    Step { first: u32, step: u32, steps: u32, previews: Vec<Option<RgbImage>> },
+    Step {
+        first: u32,
+        step: u32,
+        steps: u32,
+        previews: Vec<Option<RgbImage>>,
+    },
     /// Image `index` of the request is ready.
     ImageReady(Box<GeneratedImage>),
 }
@@ -101,11 +108,17 @@ struct Inner {
 impl ImageEngine {
     /// Scans the models folder and loads ONNX Runtime. Neither failing stops the server: the
     /// engine then reports why it cannot paint.
-    pub fn start(models_dir: &Path, settings: &ImageSettings, default_model: Option<&str>) -> ImageEngine {
+    pub fn start(
+        models_dir: &Path,
+        settings: &ImageSettings,
+        default_model: Option<&str>,
+    ) -> ImageEngine {
         let registry = Registry::scan(models_dir);
         let runtime = if registry.models.is_empty() {
             // No models: don't pay for loading the runtime, but still say where it would come from.
-            Err(RuntimeError::NotFound("(not loaded: no image models)".into()))
+            Err(RuntimeError::NotFound(
+                "(not loaded: no image models)".into(),
+            ))
         } else {
             Runtime::load(settings).map(Arc::new)
         };
@@ -117,8 +130,13 @@ impl ImageEngine {
                 registry.models.len(),
                 models_dir.display()
             ),
-            Err(e) if !registry.models.is_empty() => tracing::warn!("image generation unavailable: {e}"),
-            Err(_) => tracing::info!("no image models in {}; image creation is off", models_dir.display()),
+            Err(e) if !registry.models.is_empty() => {
+                tracing::warn!("image generation unavailable: {e}")
+            }
+            Err(_) => tracing::info!(
+                "no image models in {}; image creation is off",
+                models_dir.display()
+            ),
         }
         for m in &registry.models {
             if let Some(problem) = &m.problem {
@@ -162,7 +180,9 @@ impl ImageEngine {
 
     /// The model used when a request names none.
     pub fn default_model(&self) -> Option<String> {
-        self.available().then(|| self.inner.default_model.clone()).flatten()
+        self.available()
+            .then(|| self.inner.default_model.clone())
+            .flatten()
     }
 
     /// A usable model by id, or the default one.
@@ -171,9 +191,16 @@ impl ImageEngine {
             Some(id) => id.to_string(),
             None => self.default_model().ok_or(EngineError::NoModel)?,
         };
-        let entry = self.inner.registry.find(&id).ok_or_else(|| EngineError::UnknownModel(id.clone()))?;
+        let entry = self
+            .inner
+            .registry
+            .find(&id)
+            .ok_or_else(|| EngineError::UnknownModel(id.clone()))?;
         if let Some(problem) = &entry.problem {
-            return Err(EngineError::BrokenModel { model: id, reason: problem.clone() });
+            return Err(EngineError::BrokenModel {
+                model: id,
+                reason: problem.clone(),
+            });
         }
         if let Err(e) = &self.inner.runtime {
             return Err(EngineError::Runtime(e.clone()));
@@ -183,20 +210,47 @@ impl ImageEngine {
 
     pub fn health(&self) -> EngineHealth {
         let (status, message) = match (&self.inner.runtime, self.inner.registry.models.is_empty()) {
-            (_, true) => ("no_models", Some(format!("no image models in {}", self.inner.registry.dir.display()))),
+            (_, true) => (
+                "no_models",
+                Some(format!(
+                    "no image models in {}",
+                    self.inner.registry.dir.display()
+                )),
+            ),
             (Err(e), false) => ("unavailable", Some(e.to_string())),
-            (Ok(_), false) if self.inner.registry.usable().next().is_none() => {
-                ("unavailable", Some("every model folder has a problem; see /api/models".to_string()))
-            }
+            (Ok(_), false) if self.inner.registry.usable().next().is_none() => (
+                "unavailable",
+                Some("every model folder has a problem; see /api/models".to_string()),
+            ),
             (Ok(_), false) => ("ready", None),
         };
         EngineHealth {
             status: status.into(),
-            execution_provider: self.inner.runtime.as_ref().map(|r| r.provider.name()).unwrap_or("none").into(),
-            models: self.inner.registry.models.iter().map(|m| m.id.clone()).collect(),
-            models_loaded: self.inner.registry.models.iter().filter(|m| m.is_loaded()).map(|m| m.id.clone()).collect(),
+            execution_provider: self
+                .inner
+                .runtime
+                .as_ref()
+                .map(|r| r.provider.name())
+                .unwrap_or("none")
+                .into(),
+            models: self
+                .inner
+                .registry
+                .models
+                .iter()
+                .map(|m| m.id.clone())
+                .collect(),
+            models_loaded: self
+                .inner
+                .registry
+                .models
+                .iter()
+                .filter(|m| m.is_loaded())
+                .map(|m| m.id.clone())
+                .collect(),
             message,
-            queue_length: self.inner.waiting.load(Ordering::Relaxed) + self.inner.running.load(Ordering::Relaxed),
+            queue_length: self.inner.waiting.load(Ordering::Relaxed)
+                + self.inner.running.load(Ordering::Relaxed),
         }
     }
 
@@ -204,7 +258,9 @@ impl ImageEngine {
     /// the one that waits for the model to load.
     pub fn preload_default(&self) {
         let Ok(entry) = self.model(None) else { return };
-        let Ok(runtime) = self.inner.runtime.clone() else { return };
+        let Ok(runtime) = self.inner.runtime.clone() else {
+            return;
+        };
         tokio::task::spawn_blocking(move || {
             let _ = entry.load(&runtime);
         });
@@ -222,7 +278,8 @@ impl ImageEngine {
         let runtime = self.inner.runtime.clone().map_err(EngineError::Runtime)?;
         let enqueued = Instant::now();
 
-        let position = self.inner.waiting.fetch_add(1, Ordering::SeqCst) + self.inner.running.load(Ordering::SeqCst);
+        let position = self.inner.waiting.fetch_add(1, Ordering::SeqCst)
+            + self.inner.running.load(Ordering::SeqCst);
         let _ = events.send(EngineEvent::Queued { position });
         let permit = tokio::select! {
             permit = self.inner.slots.acquire() => permit,
@@ -232,7 +289,8 @@ impl ImageEngine {
             }
         };
         self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
-        let _permit = permit.map_err(|_| EngineError::Failed("the image queue is closed".into()))?;
+        let _permit =
+            permit.map_err(|_| EngineError::Failed("the image queue is closed".into()))?;
         self.inner.running.fetch_add(1, Ordering::SeqCst);
         let _running = RunningGuard(&self.inner.running);
         let queued_ms = enqueued.elapsed().as_secs_f64() * 1000.0;
@@ -240,7 +298,9 @@ impl ImageEngine {
 
         // ONNX Runtime calls block: run the job on the blocking pool, and let a watcher task
         // terminate an in-flight run the moment the job is cancelled.
-        let run_options = Arc::new(ort::session::RunOptions::new().map_err(|e| EngineError::Failed(e.to_string()))?);
+        let run_options = Arc::new(
+            ort::session::RunOptions::new().map_err(|e| EngineError::Failed(e.to_string()))?,
+        );
         let watcher = {
             let cancel = cancel.clone();
             let options = run_options.clone();
@@ -255,13 +315,25 @@ impl ImageEngine {
             let mut on_event = |event| {
                 let _ = events.send(event);
             };
-            run_job(&entry, &runtime, &request, &mut on_event, &|| job_cancel.is_cancelled(), Some(&run_options))
+            run_job(
+                &entry,
+                &runtime,
+                &request,
+                &mut on_event,
+                &|| job_cancel.is_cancelled(),
+                Some(&run_options),
+            )
         })
-            .await
-            .map_err(|e| EngineError::Failed(format!("the image job stopped unexpectedly: {e}")));
+        .await
+        .map_err(|e| EngineError::Failed(format!("the image job stopped unexpectedly: {e}")));
         watcher.abort();
         let (images, timings) = result??;
-        Ok(Generation { images, timings, total_ms: started.elapsed().as_secs_f64() * 1000.0, queued_ms })
+        Ok(Generation {
+            images,
+            timings,
+            total_ms: started.elapsed().as_secs_f64() * 1000.0,
+            queued_ms,
+        })
     }
 }
 
@@ -287,7 +359,12 @@ pub fn run_job(
     cancelled: &dyn Fn() -> bool,
     run_options: Option<&ort::session::RunOptions>,
 ) -> Result<(Vec<GeneratedImage>, Timings), EngineError> {
-    let model = entry.load(runtime).map_err(|reason| EngineError::BrokenModel { model: entry.id.clone(), reason })?;
+    let model = entry
+        .load(runtime)
+        .map_err(|reason| EngineError::BrokenModel {
+            model: entry.id.clone(),
+            reason,
+        })?;
     let per_image = 2 * request.width as usize * request.height as usize;
     let chunk = (MAX_BATCH_PIXELS / per_image).clamp(1, request.n as usize);
     let seeds: Vec<u64> = (0..request.n).map(|i| request.seed_of(i)).collect();
@@ -296,10 +373,9 @@ pub fn run_job(
     let mut total = Timings::default();
     for (c, chunk_seeds) in seeds.chunks(chunk).enumerate() {
         let first = (c * chunk) as u32;
-        let latents = request
-            .latents
-            .as_ref()
-            .map(|l| &l[first as usize * latent_len..(first as usize + chunk_seeds.len()) * latent_len]);
+        let latents = request.latents.as_ref().map(|l| {
+            &l[first as usize * latent_len..(first as usize + chunk_seeds.len()) * latent_len]
+        });
         let input = PipelineInput {
             prompt: &request.prompt,
             negative_prompt: &request.negative_prompt,
@@ -315,25 +391,44 @@ pub fn run_job(
             preview: request.preview,
         };
         let mut relay = |event: PipelineEvent| match event {
-            PipelineEvent::Step { step, steps, previews } => on_event(EngineEvent::Step { first, step, steps, previews }),
+            PipelineEvent::Step {
+                step,
+                steps,
+                previews,
+            } => on_event(EngineEvent::Step {
+                first,
+                step,
+                steps,
+                previews,
+            }),
             PipelineEvent::Decoded { index, image } => {
                 let index = first + index as u32;
-                let generated = GeneratedImage { index, seed: request.seed_of(index), pixels: image };
+                let generated = GeneratedImage {
+                    index,
+                    seed: request.seed_of(index),
+                    pixels: image,
+                };
                 on_event(EngineEvent::ImageReady(Box::new(generated)));
             }
         };
-        let (chunk_images, timings) = pipeline::generate(entry, &model, &input, &mut relay, cancelled, run_options)
-            .map_err(|e| match e {
-                pipeline::PipelineError::Cancelled => EngineError::Cancelled,
-                other => EngineError::Failed(other.to_string()),
-            })?;
+        let (chunk_images, timings) =
+            pipeline::generate(entry, &model, &input, &mut relay, cancelled, run_options).map_err(
+                |e| match e {
+                    pipeline::PipelineError::Cancelled => EngineError::Cancelled,
+                    other => EngineError::Failed(other.to_string()),
+                },
+            )?;
         total.text_encoder_ms += timings.text_encoder_ms;
         total.denoise_ms += timings.denoise_ms;
         total.vae_ms += timings.vae_ms;
         total.onnx_ms += timings.onnx_ms;
         for (k, pixels) in chunk_images.into_iter().enumerate() {
             let index = first + k as u32;
-            images.push(GeneratedImage { index, seed: request.seed_of(index), pixels });
+            images.push(GeneratedImage {
+                index,
+                seed: request.seed_of(index),
+                pixels,
+            });
         }
     }
     Ok((images, total))

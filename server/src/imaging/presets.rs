@@ -85,12 +85,28 @@ struct StepsFile {
 }
 
 pub fn family_defaults(family: Family, name: &str) -> Presets {
-    let sizes = |list: &[&str]| list.iter().filter_map(|s| parse_size(s)).collect::<Vec<_>>();
-    let steps = |auto, low, medium, high| QualitySteps { auto, low, medium, high };
+    let sizes = |list: &[&str]| {
+        list.iter()
+            .filter_map(|s| parse_size(s))
+            .collect::<Vec<_>>()
+    };
+    let steps = |auto, low, medium, high| QualitySteps {
+        auto,
+        low,
+        medium,
+        high,
+    };
     let (default_size, allowed, max_size, sampler, schedule, guidance, steps) = match family {
         Family::Sd1 => (
             (512, 512),
-            sizes(&["256x256", "512x512", "768x768", "512x768", "768x512", "1024x1024"]),
+            sizes(&[
+                "256x256",
+                "512x512",
+                "768x768",
+                "512x768",
+                "768x512",
+                "1024x1024",
+            ]),
             1024,
             SamplerKind::Dpmpp2m,
             Schedule::Karras,
@@ -108,7 +124,18 @@ pub fn family_defaults(family: Family, name: &str) -> Presets {
         ),
         Family::Sdxl => (
             (1024, 1024),
-            sizes(&["768x768", "1024x1024", "1152x896", "896x1152", "1216x832", "832x1216", "1344x768", "768x1344", "1024x1792", "1792x1024"]),
+            sizes(&[
+                "768x768",
+                "1024x1024",
+                "1152x896",
+                "896x1152",
+                "1216x832",
+                "832x1216",
+                "1344x768",
+                "768x1344",
+                "1024x1792",
+                "1792x1024",
+            ]),
             2048,
             SamplerKind::Dpmpp2m,
             Schedule::Karras,
@@ -151,17 +178,29 @@ pub fn family_defaults(family: Family, name: &str) -> Presets {
 pub fn load(dir: &Path, detected: Family, name: &str) -> Result<(Family, Presets), String> {
     let path = dir.join("easel.toml");
     let file: PresetFile = if path.is_file() {
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.to_string().trim()))?
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| format!("{}: {}", path.display(), e.to_string().trim()))?
     } else {
         PresetFile::default()
     };
     let family = match &file.family {
-        Some(f) => Family::parse(f).ok_or_else(|| format!("{}: unknown family `{f}` (sd1, sd2-v, sdxl, turbo, lcm)", path.display()))?,
+        Some(f) => Family::parse(f).ok_or_else(|| {
+            format!(
+                "{}: unknown family `{f}` (sd1, sd2-v, sdxl, turbo, lcm)",
+                path.display()
+            )
+        })?,
         None => detected,
     };
     let mut presets = family_defaults(family, name);
-    let bad = |key: &str, value: &str| format!("{}: {key} `{value}` is not WIDTHxHEIGHT in multiples of 8", path.display());
+    let bad = |key: &str, value: &str| {
+        format!(
+            "{}: {key} `{value}` is not WIDTHxHEIGHT in multiples of 8",
+            path.display()
+        )
+    };
     if let Some(n) = file.display_name {
         presets.display_name = n;
     }
@@ -169,7 +208,10 @@ pub fn load(dir: &Path, detected: Family, name: &str) -> Result<(Family, Presets
         presets.max_size = m;
     }
     if let Some(list) = file.allowed_sizes {
-        presets.allowed_sizes = list.iter().map(|s| parse_size(s).ok_or_else(|| bad("allowed_sizes", s))).collect::<Result<_, _>>()?;
+        presets.allowed_sizes = list
+            .iter()
+            .map(|s| parse_size(s).ok_or_else(|| bad("allowed_sizes", s)))
+            .collect::<Result<_, _>>()?;
     }
     if let Some(s) = file.default_size {
         presets.default_size = parse_size(&s).ok_or_else(|| bad("default_size", &s))?;
@@ -178,12 +220,16 @@ pub fn load(dir: &Path, detected: Family, name: &str) -> Result<(Family, Presets
         presets.allowed_sizes.insert(0, presets.default_size);
     }
     if let Some(s) = file.default_sampler {
-        presets.default_sampler =
-            SamplerKind::parse(&s).ok_or_else(|| format!("{}: unknown default_sampler `{s}`", path.display()))?;
+        presets.default_sampler = SamplerKind::parse(&s)
+            .ok_or_else(|| format!("{}: unknown default_sampler `{s}`", path.display()))?;
     }
     if let Some(s) = file.default_schedule {
-        presets.default_schedule =
-            Schedule::parse(&s).ok_or_else(|| format!("{}: unknown default_schedule `{s}` (discrete, karras)", path.display()))?;
+        presets.default_schedule = Schedule::parse(&s).ok_or_else(|| {
+            format!(
+                "{}: unknown default_schedule `{s}` (discrete, karras)",
+                path.display()
+            )
+        })?;
     }
     if let Some(g) = file.default_guidance {
         presets.default_guidance = g;
@@ -244,6 +290,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("easel.toml"), "default_size = \"huge\"").unwrap();
         let err = load(dir.path(), Family::Sd1, "x").unwrap_err();
-        assert!(err.contains("easel.toml") && err.contains("default_size"), "{err}");
+        assert!(
+            err.contains("easel.toml") && err.contains("default_size"),
+            "{err}"
+        );
     }
 }

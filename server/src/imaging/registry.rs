@@ -43,7 +43,11 @@ impl ModelEntry {
     /// Reads a folder's configuration files; problems are recorded, not raised, so one broken
     /// folder never hides the others.
     pub fn open(dir: &Path) -> ModelEntry {
-        let id = dir.file_name().and_then(|n| n.to_str()).unwrap_or("model").to_string();
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("model")
+            .to_string();
         match Self::check(dir, &id) {
             Ok(entry) => entry,
             Err(problem) => {
@@ -73,20 +77,36 @@ impl ModelEntry {
                 Err(format!("{} is missing {rel}", dir.display()))
             }
         };
-        let index_text = std::fs::read_to_string(need("model_index.json")?).map_err(|e| e.to_string())?;
+        let index_text =
+            std::fs::read_to_string(need("model_index.json")?).map_err(|e| e.to_string())?;
         let index: serde_json::Value = serde_json::from_str(&index_text)
             .map_err(|e| format!("{}: model_index.json is not valid JSON: {e}", dir.display()))?;
-        let class = index.get("_class_name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        for rel in ["text_encoder/model.onnx", "unet/model.onnx", "vae_decoder/model.onnx", "tokenizer/vocab.json", "tokenizer/merges.txt"] {
+        let class = index
+            .get("_class_name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        for rel in [
+            "text_encoder/model.onnx",
+            "unet/model.onnx",
+            "vae_decoder/model.onnx",
+            "tokenizer/vocab.json",
+            "tokenizer/merges.txt",
+        ] {
             need(rel)?;
         }
         let is_sdxl = class.contains("XL") || dir.join("text_encoder_2").is_dir();
         if is_sdxl {
-            for rel in ["text_encoder_2/model.onnx", "tokenizer_2/vocab.json", "tokenizer_2/merges.txt"] {
+            for rel in [
+                "text_encoder_2/model.onnx",
+                "tokenizer_2/vocab.json",
+                "tokenizer_2/merges.txt",
+            ] {
                 need(rel)?;
             }
         }
-        let scheduler_text = std::fs::read_to_string(need("scheduler/scheduler_config.json")?).map_err(|e| e.to_string())?;
+        let scheduler_text = std::fs::read_to_string(need("scheduler/scheduler_config.json")?)
+            .map_err(|e| e.to_string())?;
         let scheduler = SchedulerConfig::from_json(&scheduler_text)
             .map_err(|e| format!("{}: scheduler/scheduler_config.json: {e}", dir.display()))?;
 
@@ -103,9 +123,18 @@ impl ModelEntry {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         let lcm = class.contains("LatentConsistency")
-            || unet_config.get("time_cond_proj_dim").is_some_and(|v| !v.is_null())
+            || unet_config
+                .get("time_cond_proj_dim")
+                .is_some_and(|v| !v.is_null())
             || scheduler.class_name.as_deref() == Some("LCMScheduler");
-        let name_hint = format!("{id} {}", index.get("_name_or_path").and_then(|v| v.as_str()).unwrap_or("")).to_lowercase();
+        let name_hint = format!(
+            "{id} {}",
+            index
+                .get("_name_or_path")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+        )
+        .to_lowercase();
         let detected = if name_hint.contains("turbo") {
             Family::Turbo
         } else if lcm {
@@ -143,9 +172,14 @@ impl ModelEntry {
             return result.clone();
         }
         let started = std::time::Instant::now();
-        let result = self.load_sessions(runtime).map(Arc::new).map_err(|e| e.to_string());
+        let result = self
+            .load_sessions(runtime)
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
         match &result {
-            Ok(_) => tracing::info!(model = %self.id, "loaded in {:.1}s", started.elapsed().as_secs_f32()),
+            Ok(_) => {
+                tracing::info!(model = %self.id, "loaded in {:.1}s", started.elapsed().as_secs_f32())
+            }
             Err(e) => tracing::error!(model = %self.id, "cannot load: {e}"),
         }
         *slot = Some(result.clone());
@@ -153,7 +187,13 @@ impl ModelEntry {
     }
 
     pub fn is_loaded(&self) -> bool {
-        matches!(self.loaded.lock().unwrap_or_else(|p| p.into_inner()).as_ref(), Some(Ok(_)))
+        matches!(
+            self.loaded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref(),
+            Some(Ok(_))
+        )
     }
 
     fn load_sessions(&self, runtime: &Runtime) -> Result<LoadedModel, ModelError> {
@@ -190,7 +230,14 @@ impl ModelEntry {
         } else {
             None
         };
-        Ok(LoadedModel { tokenizer: tokenizer("tokenizer")?, text_encoder, second, unet, vae_decoder, vae_encoder })
+        Ok(LoadedModel {
+            tokenizer: tokenizer("tokenizer")?,
+            text_encoder,
+            second,
+            unet,
+            vae_decoder,
+            vae_encoder,
+        })
     }
 
     pub fn info(&self) -> ImageModelInfo {
@@ -200,9 +247,16 @@ impl ModelEntry {
             name: p.display_name.clone(),
             family: self.family.name().into(),
             default_size: presets::size_text(p.default_size),
-            allowed_sizes: p.allowed_sizes.iter().map(|&s| presets::size_text(s)).collect(),
+            allowed_sizes: p
+                .allowed_sizes
+                .iter()
+                .map(|&s| presets::size_text(s))
+                .collect(),
             max_size: p.max_size,
-            samplers: SamplerKind::ALL.iter().map(|s| s.name().to_string()).collect(),
+            samplers: SamplerKind::ALL
+                .iter()
+                .map(|s| s.name().to_string())
+                .collect(),
             default_sampler: p.default_sampler.name().into(),
             default_guidance: p.default_guidance,
             steps: p.steps,
@@ -222,10 +276,14 @@ impl Registry {
     pub fn scan(dir: &Path) -> Registry {
         let mut models = Vec::new();
         if let Ok(entries) = std::fs::read_dir(dir) {
-            let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+            let mut dirs: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect();
             dirs.sort();
             for d in dirs {
-                let looks_like_model = d.join("model_index.json").is_file() || d.join("unet").is_dir();
+                let looks_like_model =
+                    d.join("model_index.json").is_file() || d.join("unet").is_dir();
                 if looks_like_model {
                     models.push(Arc::new(ModelEntry::open(&d)));
                 } else {
@@ -233,7 +291,10 @@ impl Registry {
                 }
             }
         }
-        Registry { dir: dir.to_path_buf(), models }
+        Registry {
+            dir: dir.to_path_buf(),
+            models,
+        }
     }
 
     /// By id, or by a folder path (the CLI accepts either).

@@ -49,7 +49,10 @@ impl SizeChoice {
             return Some(SizeChoice::Auto);
         }
         let (w, h) = text.trim().split_once(['x', 'X', '×'])?;
-        Some(SizeChoice::Exact(w.trim().parse().ok()?, h.trim().parse().ok()?))
+        Some(SizeChoice::Exact(
+            w.trim().parse().ok()?,
+            h.trim().parse().ok()?,
+        ))
     }
 }
 
@@ -114,41 +117,71 @@ pub struct RequestError {
 }
 
 fn bad(field: &'static str, message: impl Into<String>) -> RequestError {
-    RequestError { field, message: message.into() }
+    RequestError {
+        field,
+        message: message.into(),
+    }
 }
 
-pub fn resolve(params: ImageParams, model: &ModelEntry, policy: SizePolicy) -> Result<GenerationRequest, RequestError> {
+pub fn resolve(
+    params: ImageParams,
+    model: &ModelEntry,
+    policy: SizePolicy,
+) -> Result<GenerationRequest, RequestError> {
     let p = &model.presets;
     let prompt = params.prompt.trim().to_string();
     let chars = prompt.chars().count();
     if chars == 0 || chars > MAX_PROMPT_CHARS {
-        return Err(bad("prompt", format!("must be 1 to {MAX_PROMPT_CHARS} characters (got {chars})")));
+        return Err(bad(
+            "prompt",
+            format!("must be 1 to {MAX_PROMPT_CHARS} characters (got {chars})"),
+        ));
     }
     let negative_chars = params.negative_prompt.chars().count();
     if negative_chars > MAX_PROMPT_CHARS {
-        return Err(bad("negative_prompt", format!("must be at most {MAX_PROMPT_CHARS} characters (got {negative_chars})")));
+        return Err(bad(
+            "negative_prompt",
+            format!("must be at most {MAX_PROMPT_CHARS} characters (got {negative_chars})"),
+        ));
     }
     let n = params.n.unwrap_or(1);
     if !(1..=i64::from(MAX_IMAGES)).contains(&n) {
-        return Err(bad("n", format!("must be an integer from 1 to {MAX_IMAGES} (got {n})")));
+        return Err(bad(
+            "n",
+            format!("must be an integer from 1 to {MAX_IMAGES} (got {n})"),
+        ));
     }
     let (width, height) = match params.size {
         SizeChoice::Auto => p.default_size,
         SizeChoice::Exact(w, h) => {
             match policy {
                 SizePolicy::AllowedOnly if !p.allowed_sizes.contains(&(w, h)) => {
-                    let allowed: Vec<String> = p.allowed_sizes.iter().map(|&s| size_text(s)).collect();
+                    let allowed: Vec<String> =
+                        p.allowed_sizes.iter().map(|&s| size_text(s)).collect();
                     return Err(bad(
                         "size",
-                        format!("{w}x{h} is not allowed for model {}; use auto or one of {}", model.id, allowed.join(", ")),
+                        format!(
+                            "{w}x{h} is not allowed for model {}; use auto or one of {}",
+                            model.id,
+                            allowed.join(", ")
+                        ),
                     ));
                 }
                 _ => {}
             }
-            if w % 8 != 0 || h % 8 != 0 || w < MIN_SIDE || h < MIN_SIDE || w > p.max_size || h > p.max_size {
+            if w % 8 != 0
+                || h % 8 != 0
+                || w < MIN_SIDE
+                || h < MIN_SIDE
+                || w > p.max_size
+                || h > p.max_size
+            {
                 return Err(bad(
                     "size",
-                    format!("{w}x{h} must be multiples of 8 from {MIN_SIDE} to {} on each side", p.max_size),
+                    format!(
+                        "{w}x{h} must be multiples of 8 from {MIN_SIDE} to {} on each side",
+                        p.max_size
+                    ),
                 ));
             }
             (w, h)
@@ -164,21 +197,41 @@ pub fn resolve(params: ImageParams, model: &ModelEntry, policy: SizePolicy) -> R
         }),
     };
     if !(1..=i64::from(MAX_STEPS)).contains(&steps) {
-        return Err(bad("steps", format!("must be from 1 to {MAX_STEPS} (got {steps})")));
+        return Err(bad(
+            "steps",
+            format!("must be from 1 to {MAX_STEPS} (got {steps})"),
+        ));
     }
     let guidance = params.guidance.unwrap_or(p.default_guidance);
     if !guidance.is_finite() || !(0.0..=MAX_GUIDANCE).contains(&guidance) {
-        return Err(bad("guidance", format!("must be from 0 to {MAX_GUIDANCE} (got {guidance})")));
+        return Err(bad(
+            "guidance",
+            format!("must be from 0 to {MAX_GUIDANCE} (got {guidance})"),
+        ));
     }
-    let sampler = match params.sampler.as_deref().map(str::trim).filter(|s| !s.is_empty() && *s != "auto") {
+    let sampler = match params
+        .sampler
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "auto")
+    {
         Some(s) => SamplerKind::parse(s).ok_or_else(|| {
             let names: Vec<&str> = SamplerKind::ALL.iter().map(|k| k.name()).collect();
-            bad("sampler", format!("`{s}` is not one of {}", names.join(", ")))
+            bad(
+                "sampler",
+                format!("`{s}` is not one of {}", names.join(", ")),
+            )
         })?,
         None => p.default_sampler,
     };
-    let schedule = match params.schedule.as_deref().map(str::trim).filter(|s| !s.is_empty() && *s != "auto") {
-        Some(s) => Schedule::parse(s).ok_or_else(|| bad("schedule", format!("`{s}` is not discrete or karras")))?,
+    let schedule = match params
+        .schedule
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "auto")
+    {
+        Some(s) => Schedule::parse(s)
+            .ok_or_else(|| bad("schedule", format!("`{s}` is not discrete or karras")))?,
         None => p.default_schedule,
     };
     if let Some(latents) = &params.latents {
@@ -192,10 +245,19 @@ pub fn resolve(params: ImageParams, model: &ModelEntry, policy: SizePolicy) -> R
     }
     if let Some(edit) = &params.edit {
         if !model.has_vae_encoder {
-            return Err(bad("image", format!("model {} has no vae_encoder, so it cannot edit images", model.id)));
+            return Err(bad(
+                "image",
+                format!(
+                    "model {} has no vae_encoder, so it cannot edit images",
+                    model.id
+                ),
+            ));
         }
         if !(0.0..=1.0).contains(&edit.strength) || edit.strength == 0.0 {
-            return Err(bad("strength", format!("must be above 0 and at most 1 (got {})", edit.strength)));
+            return Err(bad(
+                "strength",
+                format!("must be above 0 and at most 1 (got {})", edit.strength),
+            ));
         }
     }
     Ok(GenerationRequest {
@@ -223,7 +285,12 @@ pub fn random_seed() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     hasher.finish() & 0xFFFF_FFFF
 }
 

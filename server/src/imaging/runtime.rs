@@ -75,27 +75,42 @@ impl Runtime {
                     path: path.display().to_string(),
                     message: e.to_string(),
                 })?;
-                let env = builder.with_name("easel").build().map_err(|e| RuntimeError::Load {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
+                let env = builder
+                    .with_name("easel")
+                    .build()
+                    .map_err(|e| RuntimeError::Load {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
                 Ok((path, env))
             })
             .clone()?;
         let provider = choose_provider(&settings.execution_provider);
-        Ok(Runtime { env, library, provider, threads: settings.threads })
+        Ok(Runtime {
+            env,
+            library,
+            provider,
+            threads: settings.threads,
+        })
     }
 
     /// Opens one model file with the chosen provider; falls back to CPU (with one warning) when
     /// the provider cannot be registered for this session.
     pub fn session(&self, file: &Path) -> Result<Session, RuntimeError> {
-        let fail = |message: String| RuntimeError::Session { file: file.display().to_string(), message };
+        let fail = |message: String| RuntimeError::Session {
+            file: file.display().to_string(),
+            message,
+        };
         let mut builder = Session::builder(&self.env).map_err(|e| fail(e.to_string()))?;
         if self.threads > 0 {
-            builder = builder.with_intra_threads(self.threads).map_err(|e| fail(e.to_string()))?;
+            builder = builder
+                .with_intra_threads(self.threads)
+                .map_err(|e| fail(e.to_string()))?;
         }
         builder = self.with_provider(builder).map_err(fail)?;
-        builder.commit_from_file(file).map_err(|e| fail(e.to_string()))
+        builder
+            .commit_from_file(file)
+            .map_err(|e| fail(e.to_string()))
     }
 
     #[allow(unused_mut)]
@@ -109,10 +124,16 @@ impl Runtime {
             #[cfg(feature = "directml")]
             ExecutionProvider::DirectMl => {
                 // DirectML needs memory patterns off and sequential execution (ort's docs).
-                builder = builder.with_memory_pattern(false).map_err(|e| e.to_string())?;
-                builder = builder.with_parallel_execution(false).map_err(|e| e.to_string())?;
+                builder = builder
+                    .with_memory_pattern(false)
+                    .map_err(|e| e.to_string())?;
+                builder = builder
+                    .with_parallel_execution(false)
+                    .map_err(|e| e.to_string())?;
                 builder
-                    .with_execution_providers([ort::ep::DirectML::default().build().error_on_failure()])
+                    .with_execution_providers([ort::ep::DirectML::default()
+                        .build()
+                        .error_on_failure()])
                     .map_err(|e| e.to_string())
             }
             #[allow(unreachable_patterns)]
@@ -131,7 +152,9 @@ fn choose_provider(requested: &str) -> ExecutionProvider {
     match requested {
         "cpu" => ExecutionProvider::Cpu,
         "cuda" | "auto" if cuda_built && has("CUDAExecutionProvider") => ExecutionProvider::Cuda,
-        "directml" | "auto" if directml_built && has("DmlExecutionProvider") => ExecutionProvider::DirectMl,
+        "directml" | "auto" if directml_built && has("DmlExecutionProvider") => {
+            ExecutionProvider::DirectMl
+        }
         "auto" => ExecutionProvider::Cpu,
         other => {
             let why = match (other, cuda_built, directml_built) {
@@ -199,7 +222,11 @@ fn library_in(folder: &Path) -> Option<PathBuf> {
     let entries = std::fs::read_dir(folder).ok()?;
     let mut versioned: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{LIBRARY_NAME}."))))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{LIBRARY_NAME}.")))
+        })
         .collect();
     versioned.sort();
     versioned.pop()

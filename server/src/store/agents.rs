@@ -36,7 +36,8 @@ pub struct AgentVersionRecord {
     pub created_at: i64,
 }
 
-const AGENT_SELECT: &str = "SELECT a.id, a.user_id, v.id AS version_id, v.version, v.name, v.description,
+const AGENT_SELECT: &str =
+    "SELECT a.id, a.user_id, v.id AS version_id, v.version, v.name, v.description,
         v.instructions, v.model, v.meta, a.created_at, a.updated_at
      FROM agents a JOIN agent_versions v ON v.id = a.current_version_id";
 
@@ -59,11 +60,19 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(sqlx::query_as(&format!("{AGENT_SELECT} WHERE a.id = ?")).bind(&id).fetch_one(&self.pool).await?)
+        Ok(sqlx::query_as(&format!("{AGENT_SELECT} WHERE a.id = ?"))
+            .bind(&id)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Saves a new version and makes it current; `None` when the agent does not exist.
-    pub async fn update_agent(&self, user_id: &str, id: &str, input: &AgentInput) -> Result<Option<AgentRecord>> {
+    pub async fn update_agent(
+        &self,
+        user_id: &str,
+        id: &str,
+        input: &AgentInput,
+    ) -> Result<Option<AgentRecord>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let latest: Option<(i64,)> = sqlx::query_as(
@@ -89,30 +98,39 @@ impl Store {
     }
 
     pub async fn get_agent(&self, user_id: &str, id: &str) -> Result<Option<AgentRecord>> {
-        Ok(sqlx::query_as(&format!("{AGENT_SELECT} WHERE a.id = ? AND a.user_id = ?"))
+        Ok(
+            sqlx::query_as(&format!("{AGENT_SELECT} WHERE a.id = ? AND a.user_id = ?"))
+                .bind(id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn list_agents(&self, user_id: &str) -> Result<Vec<AgentRecord>> {
+        Ok(sqlx::query_as(&format!(
+            "{AGENT_SELECT} WHERE a.user_id = ? ORDER BY a.updated_at DESC, a.id DESC"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn get_agent_version(&self, id: &str) -> Result<Option<AgentVersionRecord>> {
+        Ok(sqlx::query_as("SELECT * FROM agent_versions WHERE id = ?")
             .bind(id)
-            .bind(user_id)
             .fetch_optional(&self.pool)
             .await?)
     }
 
-    pub async fn list_agents(&self, user_id: &str) -> Result<Vec<AgentRecord>> {
-        Ok(sqlx::query_as(&format!("{AGENT_SELECT} WHERE a.user_id = ? ORDER BY a.updated_at DESC, a.id DESC"))
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    pub async fn get_agent_version(&self, id: &str) -> Result<Option<AgentVersionRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM agent_versions WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
-    }
-
     /// Newest first.
     pub async fn agent_versions(&self, agent_id: &str) -> Result<Vec<AgentVersionRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM agent_versions WHERE agent_id = ? ORDER BY version DESC")
-            .bind(agent_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM agent_versions WHERE agent_id = ? ORDER BY version DESC")
+                .bind(agent_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Deletes the agent and its versions; its conversations stay, detached from it.

@@ -33,7 +33,10 @@ pub struct NewConversation<'a> {
 }
 
 impl Store {
-    pub async fn create_conversation(&self, new: NewConversation<'_>) -> Result<ConversationRecord> {
+    pub async fn create_conversation(
+        &self,
+        new: NewConversation<'_>,
+    ) -> Result<ConversationRecord> {
         let now = now_ms();
         let record = ConversationRecord {
             id: new_id(),
@@ -69,38 +72,50 @@ impl Store {
 
     /// Newest activity first.
     pub async fn list_conversations(&self, user_id: &str) -> Result<Vec<ConversationRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM conversations WHERE user_id = ? ORDER BY updated_at DESC, id DESC")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT * FROM conversations WHERE user_id = ? ORDER BY updated_at DESC, id DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
-    pub async fn get_conversation(&self, user_id: &str, id: &str) -> Result<Option<ConversationRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM conversations WHERE id = ? AND user_id = ?")
-            .bind(id)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?)
+    pub async fn get_conversation(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<ConversationRecord>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM conversations WHERE id = ? AND user_id = ?")
+                .bind(id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn rename_conversation(&self, id: &str, title: &str) -> Result<()> {
-        sqlx::query("UPDATE conversations SET title = ?, title_is_custom = 1, updated_at = ? WHERE id = ?")
-            .bind(title)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE conversations SET title = ?, title_is_custom = 1, updated_at = ? WHERE id = ?",
+        )
+        .bind(title)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Names the conversation after its first message, unless the user already named it.
     pub async fn set_automatic_title(&self, id: &str, title: &str) -> Result<()> {
-        sqlx::query("UPDATE conversations SET title = ? WHERE id = ? AND title_is_custom = 0 AND title = ?")
-            .bind(title)
-            .bind(id)
-            .bind(UNTITLED)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE conversations SET title = ? WHERE id = ? AND title_is_custom = 0 AND title = ?",
+        )
+        .bind(title)
+        .bind(id)
+        .bind(UNTITLED)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -93,27 +93,40 @@ impl Store {
     }
 
     pub async fn get_image(&self, user_id: &str, id: &str) -> Result<Option<ImageRecord>> {
-        Ok(sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM images WHERE id = ? AND user_id = ?"))
-            .bind(id)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {RECORD_COLUMNS} FROM images WHERE id = ? AND user_id = ?"
+        ))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// One encoding's bytes; `None` when the image does not exist or (JPEG) was never made.
-    pub async fn image_bytes(&self, user_id: &str, id: &str, blob: ImageBlob) -> Result<Option<Vec<u8>>> {
-        let row: Option<(Option<Vec<u8>>,)> =
-            sqlx::query_as(&format!("SELECT {} FROM images WHERE id = ? AND user_id = ?", blob.column()))
-                .bind(id)
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
+    pub async fn image_bytes(
+        &self,
+        user_id: &str,
+        id: &str,
+        blob: ImageBlob,
+    ) -> Result<Option<Vec<u8>>> {
+        let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as(&format!(
+            "SELECT {} FROM images WHERE id = ? AND user_id = ?",
+            blob.column()
+        ))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.and_then(|(bytes,)| bytes))
     }
 
     /// Keeps the JPEG made on first request, so the next one is a read.
     pub async fn store_jpeg(&self, id: &str, jpeg: &[u8]) -> Result<()> {
-        sqlx::query("UPDATE images SET jpeg = ? WHERE id = ?").bind(jpeg).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE images SET jpeg = ? WHERE id = ?")
+            .bind(jpeg)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -127,7 +140,12 @@ impl Store {
         .await?)
     }
 
-    pub async fn images_by_source(&self, user_id: &str, source: &str, limit: i64) -> Result<Vec<ImageRecord>> {
+    pub async fn images_by_source(
+        &self,
+        user_id: &str,
+        source: &str,
+        limit: i64,
+    ) -> Result<Vec<ImageRecord>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {RECORD_COLUMNS} FROM images WHERE user_id = ? AND source = ? ORDER BY created_at DESC, id DESC LIMIT ?"
         ))
@@ -149,7 +167,9 @@ impl Store {
 
     /// How many image rows exist (tests use it to prove nothing is orphaned).
     pub async fn count_images(&self) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM images").fetch_one(&self.pool).await?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM images")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n)
     }
 }

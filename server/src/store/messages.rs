@@ -114,18 +114,25 @@ impl Store {
 
     /// Saves the partial text of a running reply, so a crash keeps what was already written.
     pub async fn checkpoint_message(&self, id: &str, content: &str) -> Result<()> {
-        sqlx::query("UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND status = 'running'")
-            .bind(content)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND status = 'running'",
+        )
+        .bind(content)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// The run's end: message text, status, tool calls, images and the run row, atomically.
     /// Returns false when the message was deleted meanwhile (the images are then not stored).
-    pub async fn finish_turn(&self, run_id: &str, message_id: &str, fin: MessageFinal) -> Result<bool> {
+    pub async fn finish_turn(
+        &self,
+        run_id: &str,
+        message_id: &str,
+        fin: MessageFinal,
+    ) -> Result<bool> {
         let now = now_ms();
         let (code, text) = fin.error.clone().unzip();
         let mut tx = self.pool.begin().await?;
@@ -169,18 +176,22 @@ impl Store {
     }
 
     pub async fn list_messages(&self, conversation_id: &str) -> Result<Vec<MessageRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM messages WHERE conversation_id = ? ORDER BY created_at, id")
-            .bind(conversation_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY created_at, id",
+        )
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn get_message(&self, user_id: &str, id: &str) -> Result<Option<MessageRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM messages WHERE id = ? AND user_id = ?")
-            .bind(id)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM messages WHERE id = ? AND user_id = ?")
+                .bind(id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Deletes one message and (by cascade) its images and the runs that produced or answered it.
@@ -203,7 +214,12 @@ impl Store {
     }
 
     /// Inserts a message as it was exported (import); keeps ids fresh to avoid collisions.
-    pub async fn import_message(&self, conversation_id: &str, m: &MessageRecord, images: &[NewImage]) -> Result<String> {
+    pub async fn import_message(
+        &self,
+        conversation_id: &str,
+        m: &MessageRecord,
+        images: &[NewImage],
+    ) -> Result<String> {
         let id = new_id();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -225,7 +241,11 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for image in images {
-            let image = NewImage { message_id: Some(id.clone()), conversation_id: Some(conversation_id.to_string()), ..image.clone() };
+            let image = NewImage {
+                message_id: Some(id.clone()),
+                conversation_id: Some(conversation_id.to_string()),
+                ..image.clone()
+            };
             insert_image(&mut tx, &image).await?;
         }
         tx.commit().await?;

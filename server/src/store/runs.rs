@@ -21,11 +21,13 @@ pub struct RunRecord {
 
 impl Store {
     pub async fn get_run(&self, user_id: &str, id: &str) -> Result<Option<RunRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM runs WHERE id = ? AND user_id = ?")
-            .bind(id)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM runs WHERE id = ? AND user_id = ?")
+                .bind(id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// The run that is still producing a message of this conversation, if any.
@@ -40,9 +42,11 @@ impl Store {
 
     /// Run ids by the assistant message they produce, for one conversation.
     pub async fn runs_of_conversation(&self, conversation_id: &str) -> Result<Vec<RunRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM runs WHERE conversation_id = ? ORDER BY created_at")
-            .bind(conversation_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM runs WHERE conversation_id = ? ORDER BY created_at")
+                .bind(conversation_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }

@@ -74,8 +74,13 @@ pub struct ImageToolArgs {
 }
 
 pub fn parse_arguments(arguments: &str) -> Result<ImageToolArgs, String> {
-    let text = if arguments.trim().is_empty() { "{}" } else { arguments };
-    let raw: RawArgs = serde_json::from_str(text).map_err(|e| format!("the arguments are not a valid JSON object: {e}"))?;
+    let text = if arguments.trim().is_empty() {
+        "{}"
+    } else {
+        arguments
+    };
+    let raw: RawArgs = serde_json::from_str(text)
+        .map_err(|e| format!("the arguments are not a valid JSON object: {e}"))?;
     let string = |field: &str, v: &Option<Value>| -> Result<Option<String>, String> {
         match v {
             None | Some(Value::Null) => Ok(None),
@@ -86,31 +91,50 @@ pub fn parse_arguments(arguments: &str) -> Result<ImageToolArgs, String> {
     let prompt = string("prompt", &raw.prompt)?.unwrap_or_default();
     let chars = prompt.trim().chars().count();
     if chars == 0 || chars > request::MAX_PROMPT_CHARS {
-        return Err(format!("prompt is required and must be 1 to {} characters (got {chars})", request::MAX_PROMPT_CHARS));
+        return Err(format!(
+            "prompt is required and must be 1 to {} characters (got {chars})",
+            request::MAX_PROMPT_CHARS
+        ));
     }
     let n = match &raw.n {
         None | Some(Value::Null) => 1,
         Some(Value::Number(num)) => match num.as_i64() {
             Some(v) => v,
-            None => return Err(format!("n must be a whole number from 1 to {} (got {num})", request::MAX_IMAGES)),
+            None => {
+                return Err(format!(
+                    "n must be a whole number from 1 to {} (got {num})",
+                    request::MAX_IMAGES
+                ))
+            }
         },
-        Some(Value::String(s)) => s.trim().parse::<i64>().map_err(|_| format!("n must be a whole number (got \"{s}\")"))?,
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| format!("n must be a whole number (got \"{s}\")"))?,
         Some(other) => return Err(format!("n must be a whole number (got {other})")),
     };
     if !(1..=i64::from(request::MAX_IMAGES)).contains(&n) {
-        return Err(format!("n must be from 1 to {} (got {n})", request::MAX_IMAGES));
+        return Err(format!(
+            "n must be from 1 to {} (got {n})",
+            request::MAX_IMAGES
+        ));
     }
     let quality = match string("quality", &raw.quality)? {
         None => Quality::Auto,
-        Some(q) => Quality::parse(&q).ok_or_else(|| format!("quality must be auto, low, medium or high (got \"{q}\")"))?,
+        Some(q) => Quality::parse(&q)
+            .ok_or_else(|| format!("quality must be auto, low, medium or high (got \"{q}\")"))?,
     };
     let size = match string("size", &raw.size)? {
         None => SizeChoice::Auto,
-        Some(s) => SizeChoice::parse(&s).ok_or_else(|| format!("size must be auto or WIDTHxHEIGHT (got \"{s}\")"))?,
+        Some(s) => SizeChoice::parse(&s)
+            .ok_or_else(|| format!("size must be auto or WIDTHxHEIGHT (got \"{s}\")"))?,
     };
     let seed = match &raw.seed {
         None | Some(Value::Null) => None,
-        Some(Value::Number(num)) => Some(num.as_u64().ok_or_else(|| format!("seed must be a whole number ≥ 0 (got {num})"))?),
+        Some(Value::Number(num)) => Some(
+            num.as_u64()
+                .ok_or_else(|| format!("seed must be a whole number ≥ 0 (got {num})"))?,
+        ),
         Some(other) => return Err(format!("seed must be a whole number (got {other})")),
     };
     let strength = match &raw.strength {
@@ -118,7 +142,9 @@ pub fn parse_arguments(arguments: &str) -> Result<ImageToolArgs, String> {
         Some(Value::Number(num)) => {
             let s = num.as_f64().unwrap_or(-1.0) as f32;
             if !(s > 0.0 && s <= 1.0) {
-                return Err(format!("strength must be above 0 and at most 1 (got {num})"));
+                return Err(format!(
+                    "strength must be above 0 and at most 1 (got {num})"
+                ));
             }
             Some(s)
         }
@@ -147,7 +173,8 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
         Ok(m) => m,
         Err(e) => return ToolOutcome::error(e.to_string()),
     };
-    let (engine_prompt, negative) = styles::apply(args.style.as_deref(), &args.prompt, &args.negative_prompt);
+    let (engine_prompt, negative) =
+        styles::apply(args.style.as_deref(), &args.prompt, &args.negative_prompt);
 
     // Refining an earlier picture: its bytes come from this conversation's history.
     let edit = match &args.source_image {
@@ -160,7 +187,9 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
             };
             match encode::decode(&bytes) {
                 Ok(rgb) => Some((rgb, args.strength.unwrap_or(0.6))),
-                Err(e) => return ToolOutcome::error(format!("source_image `{id}` cannot be read: {e}")),
+                Err(e) => {
+                    return ToolOutcome::error(format!("source_image `{id}` cannot be read: {e}"))
+                }
             }
         }
     };
@@ -181,16 +210,26 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
             SizeChoice::Auto => (rgb.width() / 8 * 8, rgb.height() / 8 * 8),
         };
         params.size = SizeChoice::Exact(w, h);
-        params.edit = Some(EditInput { image: super::edit_pixels(rgb, w, h), mask: None, strength: *strength });
+        params.edit = Some(EditInput {
+            image: super::edit_pixels(rgb, w, h),
+            mask: None,
+            strength: *strength,
+        });
     }
-    let policy = if edit.is_some() { SizePolicy::AnyMultipleOf8 } else { SizePolicy::AllowedOnly };
+    let policy = if edit.is_some() {
+        SizePolicy::AnyMultipleOf8
+    } else {
+        SizePolicy::AllowedOnly
+    };
     let request = match request::resolve(params, &model, policy) {
         Ok(r) => r,
         Err(e) => return ToolOutcome::error(e.to_string()),
     };
 
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let generation = ctx.engine.generate(request.clone(), events_tx, ctx.cancel.clone());
+    let generation = ctx
+        .engine
+        .generate(request.clone(), events_tx, ctx.cancel.clone());
     tokio::pin!(generation);
     let tool_arguments = serde_json::from_str::<Value>(arguments).unwrap_or(Value::Null);
     let mut images: Vec<ToolImage> = Vec::new();
@@ -302,7 +341,10 @@ mod tests {
 
     #[test]
     fn valid_arguments_parse_with_defaults() {
-        let a = parse_arguments(r#"{"prompt":" a fox ","size":"512x512","quality":"high","seed":42,"style":"anime"}"#).unwrap();
+        let a = parse_arguments(
+            r#"{"prompt":" a fox ","size":"512x512","quality":"high","seed":42,"style":"anime"}"#,
+        )
+        .unwrap();
         assert_eq!(a.prompt, "a fox");
         assert_eq!(a.n, 1);
         assert_eq!(a.size, SizeChoice::Exact(512, 512));
@@ -313,22 +355,41 @@ mod tests {
 
     #[test]
     fn mistakes_come_back_as_reasons() {
-        assert!(parse_arguments(r#"{"prompt":"x","n":11}"#).unwrap_err().contains("n must be from 1 to 10 (got 11)"));
-        assert!(parse_arguments(r#"{"prompt":""}"#).unwrap_err().contains("prompt is required"));
-        assert!(parse_arguments(r#"{"n":2}"#).unwrap_err().contains("prompt is required"));
-        assert!(parse_arguments(r#"{"prompt":"x","quality":"ultra"}"#).unwrap_err().contains("quality must be"));
-        assert!(parse_arguments(r#"{"prompt":"x","size":"big"}"#).unwrap_err().contains("size must be"));
-        assert!(parse_arguments(r#"{"prompt": "x""#).unwrap_err().contains("not a valid JSON"));
-        assert!(parse_arguments(r#"{"prompt":"x","n":2.5}"#).unwrap_err().contains("whole number"));
+        assert!(parse_arguments(r#"{"prompt":"x","n":11}"#)
+            .unwrap_err()
+            .contains("n must be from 1 to 10 (got 11)"));
+        assert!(parse_arguments(r#"{"prompt":""}"#)
+            .unwrap_err()
+            .contains("prompt is required"));
+        assert!(parse_arguments(r#"{"n":2}"#)
+            .unwrap_err()
+            .contains("prompt is required"));
+        assert!(parse_arguments(r#"{"prompt":"x","quality":"ultra"}"#)
+            .unwrap_err()
+            .contains("quality must be"));
+        assert!(parse_arguments(r#"{"prompt":"x","size":"big"}"#)
+            .unwrap_err()
+            .contains("size must be"));
+        assert!(parse_arguments(r#"{"prompt": "x""#)
+            .unwrap_err()
+            .contains("not a valid JSON"));
+        assert!(parse_arguments(r#"{"prompt":"x","n":2.5}"#)
+            .unwrap_err()
+            .contains("whole number"));
         let long = "a".repeat(2001);
-        assert!(parse_arguments(&json!({"prompt": long}).to_string()).unwrap_err().contains("2000"));
+        assert!(parse_arguments(&json!({"prompt": long}).to_string())
+            .unwrap_err()
+            .contains("2000"));
     }
 
     #[test]
     fn schema_lists_sizes_and_requires_prompt() {
         let s = spec(&["512x512".into()], true);
         assert_eq!(s.parameters["required"], json!(["prompt"]));
-        assert_eq!(s.parameters["properties"]["size"]["enum"], json!(["auto", "512x512"]));
+        assert_eq!(
+            s.parameters["properties"]["size"]["enum"],
+            json!(["auto", "512x512"])
+        );
         assert_eq!(s.parameters["properties"]["n"]["maximum"], 10);
         assert!(s.parameters["properties"].get("source_image").is_some());
     }

@@ -69,7 +69,12 @@ impl ToolOutcome {
             "error": reason,
             "hint": "Correct the arguments and call the tool again, or tell the user why it cannot be done."
         });
-        ToolOutcome { result: result.to_string(), is_error: true, images: Vec::new(), cancelled: false }
+        ToolOutcome {
+            result: result.to_string(),
+            is_error: true,
+            images: Vec::new(),
+            cancelled: false,
+        }
     }
 
     /// The plain reason, for the user-facing event.
@@ -97,7 +102,9 @@ pub fn offered(toggles: InternalTools, engine: &ImageEngine) -> Vec<ToolSpec> {
 pub async fn call(name: &str, arguments: &str, ctx: &ToolContext<'_>) -> ToolOutcome {
     match name {
         image_generator::NAME => image_generator::call(ctx, arguments).await,
-        other => ToolOutcome::error(format!("there is no tool named `{other}`; the available tool is image_generator")),
+        other => ToolOutcome::error(format!(
+            "there is no tool named `{other}`; the available tool is image_generator"
+        )),
     }
 }
 

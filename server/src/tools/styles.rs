@@ -115,13 +115,21 @@ pub fn preset(id: &str) -> Option<&'static StylePreset> {
 }
 
 pub fn list() -> Vec<StyleInfo> {
-    PRESETS.iter().map(|p| StyleInfo { id: p.id.into(), name: p.name.into() }).collect()
+    PRESETS
+        .iter()
+        .map(|p| StyleInfo {
+            id: p.id.into(),
+            name: p.name.into(),
+        })
+        .collect()
 }
 
 /// Applies a style to a prompt: `(prompt for the engine, negative prompt)`.
 /// The user's own negative prompt is kept first; the preset's follows.
 pub fn apply(style: Option<&str>, prompt: &str, negative: &str) -> (String, String) {
-    let style = style.map(str::trim).filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("auto"));
+    let style = style
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("auto"));
     let Some(style) = style else {
         return (prompt.to_string(), negative.to_string());
     };
@@ -174,14 +182,23 @@ mod tests {
 
     #[test]
     fn free_text_style_is_appended_and_auto_changes_nothing() {
-        assert_eq!(apply(Some("ukiyo-e"), "a wave", "").0, "a wave, ukiyo-e style");
-        assert_eq!(apply(Some("auto"), "a wave", "x"), ("a wave".into(), "x".into()));
+        assert_eq!(
+            apply(Some("ukiyo-e"), "a wave", "").0,
+            "a wave, ukiyo-e style"
+        );
+        assert_eq!(
+            apply(Some("auto"), "a wave", "x"),
+            ("a wave".into(), "x".into())
+        );
         assert_eq!(apply(None, "a wave", ""), ("a wave".into(), "".into()));
     }
 
     #[test]
     fn detects_styles_by_alias_on_word_boundaries() {
-        assert_eq!(detect("a fox in watercolor").map(|p| p.id), Some("watercolor"));
+        assert_eq!(
+            detect("a fox in watercolor").map(|p| p.id),
+            Some("watercolor")
+        );
         assert_eq!(detect("3D anime girl").map(|p| p.id), Some("3d-anime"));
         assert_eq!(detect("a photographer's dog").map(|p| p.id), None);
         assert_eq!(detect("a cat").map(|p| p.id), None);

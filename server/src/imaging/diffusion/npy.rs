@@ -25,36 +25,60 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
             if bytes.len() < 12 {
                 return Err("truncated header".into());
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => return Err(format!("unsupported .npy version {v}")),
     };
-    let header = std::str::from_utf8(bytes.get(start..start + header_len).ok_or("truncated header")?)
-        .map_err(|_| "header is not text")?;
+    let header = std::str::from_utf8(
+        bytes
+            .get(start..start + header_len)
+            .ok_or("truncated header")?,
+    )
+    .map_err(|_| "header is not text")?;
     let descr = field(header, "descr").ok_or("header has no descr")?;
     if field(header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
-        return Err("Fortran-ordered arrays are not supported; save with np.ascontiguousarray".into());
+        return Err(
+            "Fortran-ordered arrays are not supported; save with np.ascontiguousarray".into(),
+        );
     }
     let shape_text = field(header, "shape").ok_or("header has no shape")?;
-    let inner = shape_text.trim_start_matches('(').split(')').next().unwrap_or("");
+    let inner = shape_text
+        .trim_start_matches('(')
+        .split(')')
+        .next()
+        .unwrap_or("");
     let shape: Vec<usize> = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_text}")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape {shape_text}"))
+        })
         .collect::<Result<_, _>>()?;
     let count: usize = shape.iter().product();
     let body = &bytes[start + header_len..];
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
     let data: Vec<f32> = match descr {
         "<f4" => {
-            let body = body.get(..count * 4).ok_or("file shorter than its shape says")?;
-            body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            let body = body
+                .get(..count * 4)
+                .ok_or("file shorter than its shape says")?;
+            body.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
         }
         "<f8" => {
-            let body = body.get(..count * 8).ok_or("file shorter than its shape says")?;
+            let body = body
+                .get(..count * 8)
+                .ok_or("file shorter than its shape says")?;
             body.chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
                 .collect()
         }
         other => return Err(format!("dtype {other} is not supported (use float32)")),
@@ -66,7 +90,13 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
 pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
     let shape_text = match shape {
         [one] => format!("({one},)"),
-        dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Pad so the data starts on a 64-byte boundary, newline-terminated, as NumPy does.
@@ -83,11 +113,27 @@ pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<()> 
     std::fs::write(path, out)
 }
 
-/// The text after `'key':` in the header dict, up to the next top-level comma.
+/// The value after `'key':` in the header dict, up to the next comma or `}` that is outside
+/// quotes and brackets (`'<f4'`, `False`, `(1, 4, 8, 8)`).
 fn field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let at = header.find(&format!("'{key}'"))?;
-    let rest = header[at + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
-    Some(rest)
+    let rest = header[at + key.len() + 2..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
+    let (mut quote, mut depth) = (None, 0usize);
+    for (i, c) in rest.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[') => depth += 1,
+            (None, ')' | ']') => depth = depth.saturating_sub(1),
+            (None, ',' | '}') if depth == 0 => return Some(rest[..i].trim_end()),
+            _ => {}
+        }
+    }
+    Some(rest.trim_end())
 }
 
 #[cfg(test)]
@@ -106,7 +152,21 @@ mod tests {
     }
 
     #[test]
+    fn reads_files_numpy_wrote() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/assets/fixtures/reference/latents_1x4x8x8.npy"
+        );
+        let array = read(std::path::Path::new(path)).unwrap();
+        assert_eq!(array.shape, vec![1, 4, 8, 8]);
+        assert_eq!(array.data.len(), 256);
+        assert!(array.data.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
     fn rejects_other_files_clearly() {
-        assert!(parse(b"hello world, not numpy").unwrap_err().contains("magic"));
+        assert!(parse(b"hello world, not numpy")
+            .unwrap_err()
+            .contains("magic"));
     }
 }

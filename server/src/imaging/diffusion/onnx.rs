@@ -32,11 +32,24 @@ pub enum ModelError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("{file}: the model has no input named `{input}` (it has: {available})")]
-    MissingInput { file: String, input: String, available: String },
+    MissingInput {
+        file: String,
+        input: String,
+        available: String,
+    },
     #[error("{file}: input `{input}` has element type {found:?}, which Easel cannot feed (expected {expected})")]
-    UnsupportedType { file: String, input: String, found: TensorElementType, expected: &'static str },
+    UnsupportedType {
+        file: String,
+        input: String,
+        found: TensorElementType,
+        expected: &'static str,
+    },
     #[error("{file}: the model has no output named `{output}` (it has: {available})")]
-    MissingOutput { file: String, output: String, available: String },
+    MissingOutput {
+        file: String,
+        output: String,
+        available: String,
+    },
     #[error("{file}: running the model failed: {message}")]
     Run { file: String, message: String },
     #[error("cancelled")]
@@ -65,16 +78,23 @@ impl OnnxModel {
         let ports = |list: &[ort::value::Outlet]| -> Vec<Port> {
             list.iter()
                 .filter_map(|o| match o.dtype() {
-                    ValueType::Tensor { ty, shape, .. } => {
-                        Some(Port { name: o.name().to_string(), element: *ty, shape: shape.to_vec() })
-                    }
+                    ValueType::Tensor { ty, shape, .. } => Some(Port {
+                        name: o.name().to_string(),
+                        element: *ty,
+                        shape: shape.to_vec(),
+                    }),
                     _ => None,
                 })
                 .collect()
         };
         let inputs = ports(session.inputs());
         let outputs = ports(session.outputs());
-        Ok(Self { file: file.to_path_buf(), session: Mutex::new(session), inputs, outputs })
+        Ok(Self {
+            file: file.to_path_buf(),
+            session: Mutex::new(session),
+            inputs,
+            outputs,
+        })
     }
 
     pub fn file(&self) -> String {
@@ -98,7 +118,12 @@ impl OnnxModel {
         self.input(name).ok_or_else(|| ModelError::MissingInput {
             file: self.file(),
             input: name.to_string(),
-            available: self.inputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+            available: self
+                .inputs
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
 
@@ -120,7 +145,10 @@ impl OnnxModel {
             if options.is_some() && e.to_string().to_lowercase().contains("terminat") {
                 ModelError::Cancelled
             } else {
-                ModelError::Run { file: self.file(), message: e.to_string() }
+                ModelError::Run {
+                    file: self.file(),
+                    message: e.to_string(),
+                }
             }
         };
         let outputs = match options {
@@ -130,15 +158,24 @@ impl OnnxModel {
         let mut result = Vec::with_capacity(wanted.len());
         for &index in wanted {
             let value = &outputs[index];
-            let fail = |e: ort::Error| ModelError::Run { file: self.file(), message: e.to_string() };
+            let fail = |e: ort::Error| ModelError::Run {
+                file: self.file(),
+                message: e.to_string(),
+            };
             let output = match self.outputs.get(index).map(|p| p.element) {
                 Some(TensorElementType::Float16) => {
                     let (shape, data) = value.try_extract_tensor::<f16>().map_err(fail)?;
-                    Output { shape: dims(shape), data: data.iter().map(|v| v.to_f32()).collect() }
+                    Output {
+                        shape: dims(shape),
+                        data: data.iter().map(|v| v.to_f32()).collect(),
+                    }
                 }
                 _ => {
                     let (shape, data) = value.try_extract_tensor::<f32>().map_err(fail)?;
-                    Output { shape: dims(shape), data: data.to_vec() }
+                    Output {
+                        shape: dims(shape),
+                        data: data.to_vec(),
+                    }
                 }
             };
             result.push(output);
@@ -148,15 +185,24 @@ impl OnnxModel {
 
     /// The output index by name, or an error that lists what the model has.
     pub fn require_output(&self, name: &str) -> Result<usize, ModelError> {
-        self.output_index(name).ok_or_else(|| ModelError::MissingOutput {
-            file: self.file(),
-            output: name.to_string(),
-            available: self.outputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        self.output_index(name)
+            .ok_or_else(|| ModelError::MissingOutput {
+                file: self.file(),
+                output: name.to_string(),
+                available: self
+                    .outputs
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     fn convert(&self, port: &Port, feed: &Feed<'_>) -> Result<DynValue, ModelError> {
-        let fail = |e: ort::Error| ModelError::Run { file: self.file(), message: e.to_string() };
+        let fail = |e: ort::Error| ModelError::Run {
+            file: self.file(),
+            message: e.to_string(),
+        };
         // A declared rank-0 input (a scalar timestep) gets a scalar whatever the pipeline had.
         let shape_for = |shape: &[usize]| -> Vec<i64> {
             if port.shape.is_empty() {
@@ -167,40 +213,58 @@ impl OnnxModel {
         };
         let value: DynValue = match (feed, port.element) {
             (Feed::F32(shape, data), TensorElementType::Float32) => {
-                Tensor::from_array((shape_for(shape), data.to_vec())).map_err(fail)?.into_dyn()
+                Tensor::from_array((shape_for(shape), data.to_vec()))
+                    .map_err(fail)?
+                    .into_dyn()
             }
             (Feed::F32(shape, data), TensorElementType::Float16) => {
                 let data: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
-                Tensor::from_array((shape_for(shape), data)).map_err(fail)?.into_dyn()
+                Tensor::from_array((shape_for(shape), data))
+                    .map_err(fail)?
+                    .into_dyn()
             }
             (Feed::F32(shape, data), TensorElementType::Float64) => {
                 let data: Vec<f64> = data.iter().map(|&v| f64::from(v)).collect();
-                Tensor::from_array((shape_for(shape), data)).map_err(fail)?.into_dyn()
+                Tensor::from_array((shape_for(shape), data))
+                    .map_err(fail)?
+                    .into_dyn()
             }
             // A float timestep fed to an integer input is truncated, as diffusers' ONNX
             // pipelines do with `np.array([t], dtype=timestep_dtype)`.
             (Feed::F32(shape, data), TensorElementType::Int64) => {
                 let data: Vec<i64> = data.iter().map(|&v| v as i64).collect();
-                Tensor::from_array((shape_for(shape), data)).map_err(fail)?.into_dyn()
+                Tensor::from_array((shape_for(shape), data))
+                    .map_err(fail)?
+                    .into_dyn()
             }
             (Feed::F32(shape, data), TensorElementType::Int32) => {
                 let data: Vec<i32> = data.iter().map(|&v| v as i32).collect();
-                Tensor::from_array((shape_for(shape), data)).map_err(fail)?.into_dyn()
+                Tensor::from_array((shape_for(shape), data))
+                    .map_err(fail)?
+                    .into_dyn()
             }
             (Feed::I64(shape, data), TensorElementType::Int64) => {
-                Tensor::from_array((shape_for(shape), data.to_vec())).map_err(fail)?.into_dyn()
+                Tensor::from_array((shape_for(shape), data.to_vec()))
+                    .map_err(fail)?
+                    .into_dyn()
             }
             (Feed::I64(shape, data), TensorElementType::Int32) => {
                 let data: Vec<i32> = data.iter().map(|&v| v as i32).collect();
-                Tensor::from_array((shape_for(shape), data)).map_err(fail)?.into_dyn()
+                Tensor::from_array((shape_for(shape), data))
+                    .map_err(fail)?
+                    .into_dyn()
             }
             (Feed::I64(shape, data), TensorElementType::Float32) => {
                 let data: Vec<f32> = data.iter().map(|&v| v as f32).collect();
-                Tensor::from_array((shape_for(shape), data)).map_err(fail)?.into_dyn()
+                Tensor::from_array((shape_for(shape), data))
+                    .map_err(fail)?
+                    .into_dyn()
             }
             (Feed::I64(shape, data), TensorElementType::Float16) => {
                 let data: Vec<f16> = data.iter().map(|&v| f16::from_f32(v as f32)).collect();
-                Tensor::from_array((shape_for(shape), data)).map_err(fail)?.into_dyn()
+                Tensor::from_array((shape_for(shape), data))
+                    .map_err(fail)?
+                    .into_dyn()
             }
             (_, found) => {
                 return Err(ModelError::UnsupportedType {

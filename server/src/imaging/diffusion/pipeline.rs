@@ -81,7 +81,11 @@ impl FloatImage {
 
 pub enum PipelineEvent {
     /// A user-facing step finished; `previews[i]` for image `i` when the rate asks for one.
-    Step { step: u32, steps: u32, previews: Vec<Option<RgbImage>> },
+    Step {
+        step: u32,
+        steps: u32,
+        previews: Vec<Option<RgbImage>>,
+    },
     /// Image `index` (within this call) is decoded.
     Decoded { index: usize, image: FloatImage },
 }
@@ -130,17 +134,27 @@ pub fn generate(
     let (h, w) = (input.height as usize / 8, input.width as usize / 8);
     let latent_len = LATENT_CHANNELS * h * w;
     if n == 0 || input.width % 8 != 0 || input.height % 8 != 0 {
-        return Err(PipelineError::Invalid("width and height must be multiples of 8 and n at least 1".into()));
+        return Err(PipelineError::Invalid(
+            "width and height must be multiples of 8 and n at least 1".into(),
+        ));
     }
 
     // 1. Text. LCM models with a guidance embedding and guidance ≤ 1 need no unconditional pass.
     let started = Instant::now();
     let unet = &model.unet;
-    let guidance_embedding = unet.input("timestep_cond").map(|p| embedding_width(p, entry));
+    let guidance_embedding = unet
+        .input("timestep_cond")
+        .map(|p| embedding_width(p, entry));
     let classifier_free = input.guidance > 1.0 && guidance_embedding.is_none();
     let cond = encode_prompt(entry, model, input.prompt, false, &mut clock)?;
     let uncond = if classifier_free {
-        Some(encode_prompt(entry, model, input.negative_prompt, entry.is_sdxl, &mut clock)?)
+        Some(encode_prompt(
+            entry,
+            model,
+            input.negative_prompt,
+            entry.is_sdxl,
+            &mut clock,
+        )?)
     } else {
         None
     };
@@ -149,13 +163,21 @@ pub fn generate(
     // The UNet batch: [uncond × n, cond × n] as diffusers concatenates it.
     let halves: Vec<&TextEmbedding> = uncond.iter().chain(std::iter::once(&cond)).collect();
     let batch = n * halves.len();
-    let hidden: Vec<f32> = halves.iter().flat_map(|e| e.hidden.iter().copied().cycle().take(e.hidden.len() * n)).collect();
+    let hidden: Vec<f32> = halves
+        .iter()
+        .flat_map(|e| e.hidden.iter().copied().cycle().take(e.hidden.len() * n))
+        .collect();
     let hidden_shape = [batch, cond.tokens, cond.width];
-    let pooled: Vec<f32> = halves.iter().flat_map(|e| e.pooled.iter().copied().cycle().take(e.pooled.len() * n)).collect();
+    let pooled: Vec<f32> = halves
+        .iter()
+        .flat_map(|e| e.pooled.iter().copied().cycle().take(e.pooled.len() * n))
+        .collect();
     let pooled_shape = [batch, cond.pooled.len()];
     // SDXL micro-conditioning: original size, crop (0, 0), target size.
     let (fh, fw) = (input.height as f32, input.width as f32);
-    let time_ids: Vec<f32> = (0..batch).flat_map(|_| [fh, fw, 0.0, 0.0, fh, fw]).collect();
+    let time_ids: Vec<f32> = (0..batch)
+        .flat_map(|_| [fh, fw, 0.0, 0.0, fh, fw])
+        .collect();
     let time_ids_shape = [batch, 6];
     let lcm_cond: Option<(Vec<f32>, usize)> = guidance_embedding.map(|dim| {
         let row = guidance_scale_embedding(input.guidance - 1.0, dim);
@@ -164,21 +186,26 @@ pub fn generate(
 
     // 2. Initial latents.
     let denoise_started = Instant::now();
-    let mut scheduler = schedulers::build(input.sampler, input.schedule, &entry.scheduler, input.steps as usize)?;
+    let mut scheduler = schedulers::build(
+        input.sampler,
+        input.schedule,
+        &entry.scheduler,
+        input.steps as usize,
+    )?;
     let evaluations = scheduler.timesteps().len();
-    let mut noise = BatchNoise { rngs: input.seeds.iter().map(|&s| TorchRng::new(s)).collect() };
+    let mut noise = BatchNoise {
+        rngs: input.seeds.iter().map(|&s| TorchRng::new(s)).collect(),
+    };
     let mut unit_noise = vec![0.0f32; n * latent_len];
     match input.latents {
         Some(given) if given.len() == unit_noise.len() => unit_noise.copy_from_slice(given),
-        Some(given) => {
-            return Err(PipelineError::Invalid(format!(
-                "initial latents have {} values; {n} image(s) of {}x{} need {} ([{n}, 4, {h}, {w}])",
-                given.len(),
-                input.width,
-                input.height,
-                unit_noise.len()
-            )))
-        }
+        Some(given) => return Err(PipelineError::Invalid(format!(
+            "initial latents have {} values; {n} image(s) of {}x{} need {} ([{n}, 4, {h}, {w}])",
+            given.len(),
+            input.width,
+            input.height,
+            unit_noise.len()
+        ))),
         None => noise.fill_standard_normal(&mut unit_noise),
     }
 
@@ -194,12 +221,18 @@ pub fn generate(
     let mut latents: Vec<f32> = match &edit {
         // img2img and inpainting below full strength start from the noised source.
         Some(e) if e.strength < 1.0 => scheduler.add_noise(&e.image_latents, &unit_noise, first),
-        _ => unit_noise.iter().map(|v| v * scheduler.init_noise_sigma()).collect(),
+        _ => unit_noise
+            .iter()
+            .map(|v| v * scheduler.init_noise_sigma())
+            .collect(),
     };
 
     // 3. Denoise.
     let timestep_port = unet.require_input("timestep")?.clone();
-    let sample_channels = unet.input("sample").and_then(|p| p.shape.get(1).copied()).unwrap_or(4);
+    let sample_channels = unet
+        .input("sample")
+        .and_then(|p| p.shape.get(1).copied())
+        .unwrap_or(4);
     let out_index = 0;
     let mut model_input = vec![0.0f32; batch * latent_len];
     let mut last_step = 0;
@@ -211,17 +244,31 @@ pub fn generate(
         let mut scaled = latents.clone();
         scheduler.scale_model_input(&mut scaled, i);
         for half in 0..halves.len() {
-            model_input[half * n * latent_len..(half + 1) * n * latent_len].copy_from_slice(&scaled);
+            model_input[half * n * latent_len..(half + 1) * n * latent_len]
+                .copy_from_slice(&scaled);
         }
-        let sample_in: std::borrow::Cow<'_, [f32]> = match edit.as_ref().and_then(|e| e.nine_channel.as_ref()) {
-            Some(extra) => std::borrow::Cow::Owned(with_inpaint_channels(&model_input, extra, batch, h * w)),
+        let sample_in: std::borrow::Cow<'_, [f32]> = match edit
+            .as_ref()
+            .and_then(|e| e.nine_channel.as_ref())
+        {
+            Some(extra) => {
+                std::borrow::Cow::Owned(with_inpaint_channels(&model_input, extra, batch, h * w))
+            }
             None => std::borrow::Cow::Borrowed(&model_input),
         };
-        let channels = if sample_channels == 9 { 9 } else { LATENT_CHANNELS };
+        let channels = if sample_channels == 9 {
+            9
+        } else {
+            LATENT_CHANNELS
+        };
         let sample_shape = [batch, channels, h, w];
         let timestep_len = timestep_len(&timestep_port.shape, batch);
         let timestep_data = vec![t as f32; timestep_len.max(1)];
-        let timestep_shape: Vec<usize> = if timestep_port.shape.is_empty() { vec![] } else { vec![timestep_len] };
+        let timestep_shape: Vec<usize> = if timestep_port.shape.is_empty() {
+            vec![]
+        } else {
+            vec![timestep_len]
+        };
         let mut feeds: Vec<(&str, Feed<'_>)> = vec![
             ("sample", Feed::F32(&sample_shape, &sample_in)),
             ("timestep", Feed::F32(&timestep_shape, &timestep_data)),
@@ -236,11 +283,19 @@ pub fn generate(
             cond_shape = [batch, *dim];
             feeds.push(("timestep_cond", Feed::F32(&cond_shape, values)));
         }
-        let out = clock.run(unet, &feeds, &[out_index], run_options)?.remove(0);
+        let out = clock
+            .run(unet, &feeds, &[out_index], run_options)?
+            .remove(0);
         let guided = guide(&out, n * latent_len, classifier_free, input.guidance)?;
         scheduler.step(&guided, i, &mut latents, &mut noise);
         if let Some(e) = &edit {
-            e.blend(&mut latents, scheduler.as_ref(), &unit_noise, i + 1, evaluations);
+            e.blend(
+                &mut latents,
+                scheduler.as_ref(),
+                &unit_noise,
+                i + 1,
+                evaluations,
+            );
         }
 
         let step = user_step(i - first, evaluations - first, input.steps);
@@ -248,11 +303,24 @@ pub fn generate(
             last_step = step;
             let previews = if input.preview.wants(step, input.steps) {
                 let source = scheduler.denoised().unwrap_or(&latents);
-                (0..n).map(|k| Some(latents_to_rgb(&source[k * latent_len..(k + 1) * latent_len], h, w, entry.is_sdxl))).collect()
+                (0..n)
+                    .map(|k| {
+                        Some(latents_to_rgb(
+                            &source[k * latent_len..(k + 1) * latent_len],
+                            h,
+                            w,
+                            entry.is_sdxl,
+                        ))
+                    })
+                    .collect()
             } else {
                 vec![None; n]
             };
-            on_event(PipelineEvent::Step { step, steps: input.steps, previews });
+            on_event(PipelineEvent::Step {
+                step,
+                steps: input.steps,
+                previews,
+            });
         }
     }
     clock.denoise += denoise_started.elapsed();
@@ -265,8 +333,21 @@ pub fn generate(
         if cancelled() {
             return Err(PipelineError::Cancelled);
         }
-        let scaled: Vec<f32> = latents[k * latent_len..(k + 1) * latent_len].iter().map(|v| v / entry.vae_scaling_factor).collect();
-        let out = clock.run(&model.vae_decoder, &[("latent_sample", Feed::F32(&[1, LATENT_CHANNELS, h, w], &scaled))], &[0], run_options)?.remove(0);
+        let scaled: Vec<f32> = latents[k * latent_len..(k + 1) * latent_len]
+            .iter()
+            .map(|v| v / entry.vae_scaling_factor)
+            .collect();
+        let out = clock
+            .run(
+                &model.vae_decoder,
+                &[(
+                    "latent_sample",
+                    Feed::F32(&[1, LATENT_CHANNELS, h, w], &scaled),
+                )],
+                &[0],
+                run_options,
+            )?
+            .remove(0);
         if out.data.len() != 3 * input.width as usize * input.height as usize {
             return Err(PipelineError::Invalid(format!(
                 "{}: the VAE decoder returned shape {:?}, expected [1, 3, {}, {}]",
@@ -285,9 +366,16 @@ pub fn generate(
         let image = FloatImage {
             width: input.width,
             height: input.height,
-            data: out.data.iter().map(|v| (v / 2.0 + 0.5).clamp(0.0, 1.0)).collect(),
+            data: out
+                .data
+                .iter()
+                .map(|v| (v / 2.0 + 0.5).clamp(0.0, 1.0))
+                .collect(),
         };
-        on_event(PipelineEvent::Decoded { index: k, image: image.clone() });
+        on_event(PipelineEvent::Decoded {
+            index: k,
+            image: image.clone(),
+        });
         images.push(image);
     }
     clock.vae += vae_started.elapsed();
@@ -329,9 +417,20 @@ fn encode_prompt(
     zero_if_empty: bool,
     clock: &mut Clock,
 ) -> Result<TextEmbedding, PipelineError> {
-    let first = run_encoder(&model.tokenizer, &model.text_encoder, text, entry.is_sdxl, clock)?;
+    let first = run_encoder(
+        &model.tokenizer,
+        &model.text_encoder,
+        text,
+        entry.is_sdxl,
+        clock,
+    )?;
     let Some((tokenizer_2, encoder_2)) = &model.second else {
-        return Ok(TextEmbedding { tokens: first.0.shape[1], width: first.0.shape[2], hidden: first.0.data, pooled: Vec::new() });
+        return Ok(TextEmbedding {
+            tokens: first.0.shape[1],
+            width: first.0.shape[2],
+            hidden: first.0.data,
+            pooled: Vec::new(),
+        });
     };
     let second = run_encoder(tokenizer_2, encoder_2, text, true, clock)?;
     let (tokens, w1, w2) = (first.0.shape[1], first.0.shape[2], second.0.shape[2]);
@@ -345,7 +444,12 @@ fn encode_prompt(
         hidden.iter_mut().for_each(|v| *v = 0.0);
         pooled.iter_mut().for_each(|v| *v = 0.0);
     }
-    Ok(TextEmbedding { hidden, tokens, width: w1 + w2, pooled })
+    Ok(TextEmbedding {
+        hidden,
+        tokens,
+        width: w1 + w2,
+        pooled,
+    })
 }
 
 /// Tokenises and runs one text encoder. Returns the hidden states to use and the pooled output
@@ -364,10 +468,17 @@ fn run_encoder(
             .outputs
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.name.strip_prefix("hidden_states.").and_then(|k| k.parse().ok()).map(|k| (k, i)))
+            .filter_map(|(i, p)| {
+                p.name
+                    .strip_prefix("hidden_states.")
+                    .and_then(|k| k.parse().ok())
+                    .map(|k| (k, i))
+            })
             .collect();
         match layers.iter().max() {
-            Some(&(last, _)) if last > 0 => layers.iter().find(|(k, _)| *k == last - 1).map(|&(_, i)| i),
+            Some(&(last, _)) if last > 0 => {
+                layers.iter().find(|(k, _)| *k == last - 1).map(|&(_, i)| i)
+            }
             _ => None,
         }
     } else {
@@ -377,11 +488,22 @@ fn run_encoder(
         Some(i) => i,
         None => encoder.output_index("last_hidden_state").unwrap_or(0),
     };
-    let pooled_index = encoder.output_index("text_embeds").or_else(|| encoder.output_index("pooler_output"));
+    let pooled_index = encoder
+        .output_index("text_embeds")
+        .or_else(|| encoder.output_index("pooler_output"));
     let mut wanted = vec![hidden_index];
     wanted.extend(pooled_index);
-    let mut outputs = clock.run(encoder, &[("input_ids", Feed::I64(&[1, ids.len()], &ids))], &wanted, None)?;
-    let pooled = if outputs.len() > 1 { outputs.pop() } else { None };
+    let mut outputs = clock.run(
+        encoder,
+        &[("input_ids", Feed::I64(&[1, ids.len()], &ids))],
+        &wanted,
+        None,
+    )?;
+    let pooled = if outputs.len() > 1 {
+        outputs.pop()
+    } else {
+        None
+    };
     let hidden = outputs.remove(0);
     if hidden.shape.len() != 3 {
         return Err(PipelineError::Invalid(format!(
@@ -394,7 +516,12 @@ fn run_encoder(
 }
 
 /// `uncond + g·(cond − uncond)` over the two halves of the UNet output (or the output as is).
-fn guide(out: &Output, half: usize, classifier_free: bool, guidance: f32) -> Result<Vec<f32>, PipelineError> {
+fn guide(
+    out: &Output,
+    half: usize,
+    classifier_free: bool,
+    guidance: f32,
+) -> Result<Vec<f32>, PipelineError> {
     let expected = if classifier_free { 2 * half } else { half };
     if out.data.len() != expected {
         return Err(PipelineError::Invalid(format!(
@@ -407,7 +534,11 @@ fn guide(out: &Output, half: usize, classifier_free: bool, guidance: f32) -> Res
         return Ok(out.data.clone());
     }
     let (uncond, cond) = out.data.split_at(half);
-    Ok(uncond.iter().zip(cond).map(|(u, c)| u + guidance * (c - u)).collect())
+    Ok(uncond
+        .iter()
+        .zip(cond)
+        .map(|(u, c)| u + guidance * (c - u))
+        .collect())
 }
 
 /// Elements of the timestep input: a declared `[1]` gets one value, `[batch]` (or symbolic)
@@ -446,7 +577,11 @@ pub fn guidance_scale_embedding(w: f32, dim: usize) -> Vec<f32> {
     let w = w * 1000.0;
     let step = (10000.0f32).ln() / (half as f32 - 1.0).max(1.0);
     let args: Vec<f32> = (0..half).map(|k| w * (-(k as f32) * step).exp()).collect();
-    let mut out: Vec<f32> = args.iter().map(|a| a.sin()).chain(args.iter().map(|a| a.cos())).collect();
+    let mut out: Vec<f32> = args
+        .iter()
+        .map(|a| a.sin())
+        .chain(args.iter().map(|a| a.cos()))
+        .collect();
     out.resize(dim, 0.0);
     out
 }
@@ -472,8 +607,17 @@ impl EditState {
 
     /// After evaluation `next - 1`: keep the source outside the mask, noised to the level of
     /// the next evaluation (diffusers' inpaint pipeline for 4-channel UNets).
-    fn blend(&self, latents: &mut [f32], scheduler: &dyn schedulers::Scheduler, noise: &[f32], next: usize, evaluations: usize) {
-        let (Some(mask), None) = (&self.mask, &self.nine_channel) else { return };
+    fn blend(
+        &self,
+        latents: &mut [f32],
+        scheduler: &dyn schedulers::Scheduler,
+        noise: &[f32],
+        next: usize,
+        evaluations: usize,
+    ) {
+        let (Some(mask), None) = (&self.mask, &self.nine_channel) else {
+            return;
+        };
         let source = if next < evaluations {
             scheduler.add_noise(&self.image_latents, noise, next)
         } else {
@@ -496,23 +640,44 @@ fn prepare_edit(
     clock: &mut Clock,
 ) -> Result<EditState, PipelineError> {
     let encoder = model.vae_encoder.as_ref().ok_or_else(|| {
-        PipelineError::Invalid(format!("model `{}` has no vae_encoder, so it cannot edit images", entry.id))
+        PipelineError::Invalid(format!(
+            "model `{}` has no vae_encoder, so it cannot edit images",
+            entry.id
+        ))
     })?;
     let (hh, ww) = (input.height as usize, input.width as usize);
     if edit.image.len() != 3 * hh * ww {
-        return Err(PipelineError::Invalid("the source image must match the output size".into()));
+        return Err(PipelineError::Invalid(
+            "the source image must match the output size".into(),
+        ));
     }
     let (h, w) = (hh / 8, ww / 8);
     let latent_len = LATENT_CHANNELS * h * w;
     let encode = |pixels: &[f32], clock: &mut Clock| -> Result<Vec<f32>, PipelineError> {
-        let out = clock.run(encoder, &[("sample", Feed::F32(&[1, 3, hh, ww], pixels))], &[0], None)?.remove(0);
+        let out = clock
+            .run(
+                encoder,
+                &[("sample", Feed::F32(&[1, 3, hh, ww], pixels))],
+                &[0],
+                None,
+            )?
+            .remove(0);
         // Newer optimum exports return the distribution's parameters (mean, then log-variance):
         // take the mean, as `latent_dist.mode()` would.
         let channels = out.shape.get(1).copied().unwrap_or(LATENT_CHANNELS);
-        if out.data.len() < latent_len || (channels != LATENT_CHANNELS && channels != 2 * LATENT_CHANNELS) {
-            return Err(PipelineError::Invalid(format!("{}: unexpected output shape {:?}", encoder.file(), out.shape)));
+        if out.data.len() < latent_len
+            || (channels != LATENT_CHANNELS && channels != 2 * LATENT_CHANNELS)
+        {
+            return Err(PipelineError::Invalid(format!(
+                "{}: unexpected output shape {:?}",
+                encoder.file(),
+                out.shape
+            )));
         }
-        Ok(out.data[..latent_len].iter().map(|v| v * entry.vae_scaling_factor).collect())
+        Ok(out.data[..latent_len]
+            .iter()
+            .map(|v| v * entry.vae_scaling_factor)
+            .collect())
     };
     let one = encode(&edit.image, clock)?;
     let image_latents: Vec<f32> = one.iter().copied().cycle().take(latent_len * n).collect();
@@ -532,11 +697,26 @@ fn prepare_edit(
         }
         out
     });
-    let sample_channels = model.unet.input("sample").and_then(|p| p.shape.get(1).copied()).unwrap_or(4);
+    let sample_channels = model
+        .unet
+        .input("sample")
+        .and_then(|p| p.shape.get(1).copied())
+        .unwrap_or(4);
     let nine_channel = if sample_channels == 9 {
         let mask = mask.clone().unwrap_or_else(|| vec![1.0; h * w]);
         let full_mask = edit.mask.clone().unwrap_or_else(|| vec![1.0; hh * ww]);
-        let masked: Vec<f32> = edit.image.iter().enumerate().map(|(i, v)| if full_mask[i % (hh * ww)] < 0.5 { *v } else { 0.0 }).collect();
+        let masked: Vec<f32> = edit
+            .image
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if full_mask[i % (hh * ww)] < 0.5 {
+                    *v
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let masked_latents = encode(&masked, clock)?;
         let mut extra = Vec::with_capacity((1 + LATENT_CHANNELS) * h * w);
         extra.extend_from_slice(&mask);
@@ -545,14 +725,21 @@ fn prepare_edit(
     } else {
         None
     };
-    Ok(EditState { image_latents, strength: edit.strength.clamp(0.0, 1.0), mask, nine_channel })
+    Ok(EditState {
+        image_latents,
+        strength: edit.strength.clamp(0.0, 1.0),
+        mask,
+        nine_channel,
+    })
 }
 
 /// `[batch, 4, h, w]` latents + per-image `[1 + 4, h, w]` extras → `[batch, 9, h, w]`.
 fn with_inpaint_channels(latents: &[f32], extra: &[f32], batch: usize, plane: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(batch * 9 * plane);
     for b in 0..batch {
-        out.extend_from_slice(&latents[b * LATENT_CHANNELS * plane..(b + 1) * LATENT_CHANNELS * plane]);
+        out.extend_from_slice(
+            &latents[b * LATENT_CHANNELS * plane..(b + 1) * LATENT_CHANNELS * plane],
+        );
         out.extend_from_slice(extra);
     }
     out
@@ -601,7 +788,10 @@ mod tests {
         let steps: Vec<u32> = (0..7).map(|i| user_step(i, 7, 4)).collect();
         assert_eq!(*steps.last().unwrap(), 4);
         assert!(steps.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!((0..4).map(|i| user_step(i, 4, 4)).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            (0..4).map(|i| user_step(i, 4, 4)).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
     }
 
     #[test]
@@ -615,7 +805,10 @@ mod tests {
 
     #[test]
     fn classifier_free_guidance_mixes_halves() {
-        let out = Output { shape: vec![2, 1], data: vec![1.0, 3.0] };
+        let out = Output {
+            shape: vec![2, 1],
+            data: vec![1.0, 3.0],
+        };
         assert_eq!(guide(&out, 1, true, 2.0).unwrap(), vec![5.0]);
         assert!(guide(&out, 2, true, 2.0).is_err());
     }

@@ -5,16 +5,28 @@
 
 use image::RgbImage;
 
-const SD_FACTORS: [[f32; 3]; 4] =
-    [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]];
-const SDXL_FACTORS: [[f32; 3]; 4] =
-    [[0.3920, 0.4054, 0.4549], [-0.2634, -0.0196, 0.0653], [0.0568, 0.1687, -0.0755], [-0.3112, -0.2359, -0.2076]];
+const SD_FACTORS: [[f32; 3]; 4] = [
+    [0.3512, 0.2297, 0.3227],
+    [0.3250, 0.4974, 0.2350],
+    [-0.2829, 0.1762, 0.2721],
+    [-0.2120, -0.2616, -0.7177],
+];
+const SDXL_FACTORS: [[f32; 3]; 4] = [
+    [0.3920, 0.4054, 0.4549],
+    [-0.2634, -0.0196, 0.0653],
+    [0.0568, 0.1687, -0.0755],
+    [-0.3112, -0.2359, -0.2076],
+];
 const SDXL_BIAS: [f32; 3] = [0.1084, -0.0175, -0.0011];
 
 /// One image's latents `[4, h, w]` (as the model sees them, before the VAE scaling) → RGB at
 /// latent resolution.
 pub fn latents_to_rgb(latents: &[f32], h: usize, w: usize, sdxl: bool) -> RgbImage {
-    let (factors, bias) = if sdxl { (SDXL_FACTORS, SDXL_BIAS) } else { (SD_FACTORS, [0.0; 3]) };
+    let (factors, bias) = if sdxl {
+        (SDXL_FACTORS, SDXL_BIAS)
+    } else {
+        (SD_FACTORS, [0.0; 3])
+    };
     let plane = h * w;
     let mut out = RgbImage::new(w as u32, h as u32);
     for (i, pixel) in out.pixels_mut().enumerate() {

@@ -1,0 +1,194 @@
+// Starts a real Easel server for the browser tests: a temporary database folder, the tiny test
+// image models, a free port, and either the scripted LLM (`mode: 'scripted'`) or no LLM at all
+// (`mode: 'direct'`: no OPENAI_* variables, so Easel uses its built-in `direct` provider).
+// Waits for `GET /api/health`, and stops the server (and the LLM it started) on `stop()`, on
+// exit, on Ctrl-C and on an uncaught failure.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { startLlm } from './llm.mjs';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const DEFAULT_ORT =
+  '/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1';
+const MODELS_DIR = path.join(ROOT, 'server', 'tests', 'assets', 'models');
+
+// Settings of the developer's shell that would change what the server under test does.
+const SCRUBBED = /^(OPENAI_|EASEL_|DATABASE_URL$|LEPTOS_)/;
+
+// Children still running (and their data folders), cleaned up synchronously if the runner dies.
+const live = new Map();
+let hooked = false;
+
+function hookExit() {
+  if (hooked) return;
+  hooked = true;
+  const killAll = () => {
+    for (const [child, dataDir] of live) {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+      if (!process.env.E2E_KEEP) fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+    live.clear();
+  };
+  process.on('exit', killAll);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.on(signal, () => {
+      killAll();
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts Easel.
+ * @param {object} options
+ * @param {'scripted'|'direct'} [options.mode] scripted LLM (default) or no LLM at all.
+ * @param {object} [options.llm] an already started scripted LLM to use (else one is started).
+ * @param {Record<string,string>} [options.env] extra environment for the server.
+ * @param {number} [options.timeoutMs] how long to wait for /api/health (default 60 s).
+ */
+export async function startEasel({ mode = 'scripted', llm = null, env = {}, timeoutMs = 60_000 } = {}) {
+  hookExit();
+  const bin = path.resolve(ROOT, process.env.EASEL_BIN || path.join('target', 'debug', 'easel'));
+  if (!fs.existsSync(bin)) {
+    throw new Error(`No Easel binary at ${bin}: run \`cargo xtask build\` first, or set EASEL_BIN.`);
+  }
+  if (!fs.existsSync(path.join(ROOT, 'target', 'site', 'pkg')) && !env.LEPTOS_SITE_ROOT) {
+    throw new Error(`No web assets in ${path.join(ROOT, 'target', 'site')}: run \`cargo xtask build\` first.`);
+  }
+
+  let ownLlm = null;
+  if (mode === 'scripted' && !llm) {
+    ownLlm = await startLlm();
+    llm = ownLlm;
+  }
+
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'easel-e2e-'));
+  const logPath = path.join(dataDir, 'server.log');
+  const logFile = fs.openSync(logPath, 'a');
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !SCRUBBED.test(k)));
+
+  // A port can be taken between the probe and the bind; try a few.
+  let lastError;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const serverEnv = {
+      ...base,
+      RUST_LOG: process.env.RUST_LOG || 'info',
+      EASEL_ADDR: `127.0.0.1:${port}`,
+      DATABASE_URL: `sqlite://${path.join(dataDir, 'easel.db')}`,
+      EASEL_MODELS_DIR: MODELS_DIR,
+      EASEL_IMAGE_MODEL: 'tiny-sd',
+      ORT_DYLIB_PATH: process.env.ORT_DYLIB_PATH || DEFAULT_ORT,
+      ...(mode === 'scripted'
+        ? { OPENAI_BASE_URL: llm.baseUrl, OPENAI_API_KEY: 'sk-end2end', EASEL_LLM_MODEL: llm.model }
+        : {}),
+      ...env,
+    };
+    const child = spawn(bin, ['serve'], { cwd: ROOT, env: serverEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    live.set(child, dataDir);
+    let output = '';
+    const collect = (chunk) => {
+      output += chunk;
+      if (output.length > 200_000) output = output.slice(-100_000);
+      fs.writeSync(logFile, chunk);
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    exited.then(() => live.delete(child));
+
+    const baseUrl = `http://127.0.0.1:${port}`;
+    try {
+      await waitForHealth(baseUrl, exited, timeoutMs);
+    } catch (error) {
+      child.kill('SIGKILL');
+      await exited;
+      lastError = new Error(`${error.message}\n--- server output (${logPath}) ---\n${output.slice(-4000)}`);
+      if (/address already in use|AddrInUse/i.test(output)) continue;
+      break;
+    }
+
+    let stopped = null;
+    const stop = () => {
+      stopped ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGTERM');
+          const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+          await exited;
+          clearTimeout(timer);
+        }
+        fs.closeSync(logFile);
+        if (ownLlm) await ownLlm.close();
+        if (!process.env.E2E_KEEP) fs.rmSync(dataDir, { recursive: true, force: true });
+      })();
+      return stopped;
+    };
+    return {
+      baseUrl,
+      port,
+      mode,
+      llm,
+      dataDir,
+      logPath,
+      /** The server's output so far (stdout and stderr, interleaved). */
+      output: () => output,
+      stop,
+    };
+  }
+  fs.closeSync(logFile);
+  if (ownLlm) await ownLlm.close();
+  if (process.env.E2E_KEEP) lastError.message += `\n(data kept in ${dataDir})`;
+  else fs.rmSync(dataDir, { recursive: true, force: true });
+  throw lastError;
+}
+
+async function waitForHealth(baseUrl, exited, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let dead = null;
+  exited.then((status) => {
+    dead = status;
+  });
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (dead) throw new Error(`Easel exited before it was ready (code ${dead.code}, signal ${dead.signal})`);
+    try {
+      const res = await fetch(`${baseUrl}/api/health`, { signal: AbortSignal.timeout(2000) });
+      if (res.ok) return await res.json();
+      last = `${res.status} ${await res.text()}`;
+    } catch (error) {
+      last = error.cause?.code ?? error.message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`Easel did not answer ${baseUrl}/api/health within ${timeoutMs} ms (last: ${last})`);
+}
+
+// `node end2end/support/server.mjs [direct]` starts one by hand, until Ctrl-C.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const easel = await startEasel({ mode: process.argv[2] === 'direct' ? 'direct' : 'scripted' });
+  console.log(`Easel (${easel.mode}) at ${easel.baseUrl}; data in ${easel.dataDir}; Ctrl-C stops it.`);
+  if (easel.llm) console.log(`scripted LLM at ${easel.llm.baseUrl}`);
+}

@@ -1,0 +1,275 @@
+//! Test support: the real Easel server on 127.0.0.1 with a temporary SQLite file, a scripted
+//! OpenAI-compatible LLM that speaks the real streaming wire format, an SSE reader, and the
+//! paths of the committed tiny models and ONNX Runtime.
+
+#![allow(dead_code)]
+
+pub mod llm;
+pub mod sse;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use easel::config::{Config, ImageSettings};
+use serde_json::Value;
+
+#[allow(unused_imports)]
+pub use llm::{Reply, ScriptedLlm};
+pub use sse::{read_events, SseEvent};
+
+/// A running Easel with its own database and temp folder.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    pub state: easel::http::AppState,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The repository's `server/` folder.
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn test_models_dir() -> PathBuf {
+    manifest_dir().join("tests/assets/models")
+}
+
+/// ONNX Runtime for the engine tests: `ORT_DYLIB_PATH` (set by `cargo xtask test`) or the
+/// project-local copy `cargo xtask setup` installs. Tests that need it fail loudly without it.
+pub fn ort_library() -> PathBuf {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+    {
+        return p;
+    }
+    let local = manifest_dir().join("../.easel/onnxruntime");
+    std::fs::read_dir(&local)
+        .ok()
+        .and_then(|entries| {
+            entries.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(easel::imaging::runtime::LIBRARY_NAME))
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!("ONNX Runtime not found: run `cargo xtask setup` or set ORT_DYLIB_PATH")
+        })
+}
+
+pub fn image_settings() -> ImageSettings {
+    ImageSettings {
+        concurrency: 1,
+        ort_dylib_path: Some(ort_library()),
+        execution_provider: "cpu".into(),
+        threads: 1,
+    }
+}
+
+/// Builder for a test server's configuration.
+pub struct Setup {
+    pub llm: Option<String>,
+    pub models: Option<PathBuf>,
+    pub image_model: Option<String>,
+    pub database: Option<PathBuf>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            llm: None,
+            models: None,
+            image_model: Some("tiny-sd".into()),
+            database: None,
+        }
+    }
+}
+
+impl Setup {
+    /// Talks to the scripted LLM at `base_url` (…/v1).
+    pub fn with_llm(base_url: &str) -> Setup {
+        Setup {
+            llm: Some(base_url.to_string()),
+            ..Setup::default()
+        }
+    }
+
+    pub fn models(mut self) -> Setup {
+        self.models = Some(test_models_dir());
+        self
+    }
+
+    pub async fn start(self) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = self
+            .database
+            .clone()
+            .unwrap_or_else(|| dir.path().join("easel.db"));
+        let mut env = std::collections::HashMap::new();
+        env.insert(
+            "DATABASE_URL".to_string(),
+            format!("sqlite://{}", database.display()),
+        );
+        env.insert("EASEL_ADDR".to_string(), "127.0.0.1:0".to_string());
+        let empty_models = dir.path().join("no-models");
+        std::fs::create_dir_all(&empty_models).expect("models dir");
+        env.insert(
+            "EASEL_MODELS_DIR".into(),
+            self.models
+                .clone()
+                .unwrap_or(empty_models)
+                .display()
+                .to_string(),
+        );
+        if let Some(llm) = &self.llm {
+            env.insert("OPENAI_BASE_URL".into(), llm.clone());
+            env.insert("OPENAI_API_KEY".into(), "test-key".into());
+            env.insert("EASEL_LLM_MODEL".into(), "scripted".into());
+        }
+        let mut config = Config::load(&env).expect("valid test config");
+        if self.models.is_some() {
+            config.images = image_settings();
+        }
+        config.image_model = self.image_model.clone();
+        config.site_root = dir.path().join("site");
+        start_with(config, dir).await
+    }
+}
+
+async fn start_with(config: Config, dir: tempfile::TempDir) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = easel::build_state(config).await.expect("server state");
+    let router = easel::http::router(state.clone());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    TestServer {
+        addr,
+        base: format!("http://{addr}"),
+        dir,
+        client,
+        state,
+        task,
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = self
+            .client
+            .request(method, self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    /// Creates a conversation (optionally with image creation on) and returns its id.
+    pub async fn conversation(&self, image_creation: bool) -> String {
+        let (status, body) = self
+            .send(
+                "POST",
+                "/api/conversations",
+                serde_json::json!({"internal_tools": {"image_creation": image_creation}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().expect("id").to_string()
+    }
+
+    /// Posts a message; returns the response body (message_id, assistant_message_id, run_id).
+    pub async fn say(&self, conversation: &str, text: &str) -> Value {
+        let (status, body) = self
+            .send(
+                "POST",
+                &format!("/api/conversations/{conversation}/messages"),
+                serde_json::json!({"content": text}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        body
+    }
+
+    /// All events of a run until its end (the stream closes after the last one).
+    pub async fn events(&self, run_id: &str) -> Vec<SseEvent> {
+        read_events(
+            &self.client,
+            &self.url(&format!("/api/runs/{run_id}/events")),
+            None,
+        )
+        .await
+    }
+
+    /// Says something and waits for the run to end; returns its events.
+    pub async fn turn(&self, conversation: &str, text: &str) -> Vec<SseEvent> {
+        let started = self.say(conversation, text).await;
+        self.events(started["run_id"].as_str().expect("run id"))
+            .await
+    }
+
+    pub async fn messages(&self, conversation: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/api/conversations/{conversation}?images=url"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["messages"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// The names of a run's events, in order.
+pub fn names(events: &[SseEvent]) -> Vec<String> {
+    events.iter().map(|e| e.event.clone()).collect()
+}
+
+pub fn data_of<'a>(events: &'a [SseEvent], name: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e.event == name)
+        .map(|e| &e.data)
+        .collect()
+}
