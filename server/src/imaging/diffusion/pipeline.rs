@@ -199,13 +199,15 @@ pub fn generate(
     let mut unit_noise = vec![0.0f32; n * latent_len];
     match input.latents {
         Some(given) if given.len() == unit_noise.len() => unit_noise.copy_from_slice(given),
-        Some(given) => return Err(PipelineError::Invalid(format!(
+        Some(given) => {
+            return Err(PipelineError::Invalid(format!(
             "initial latents have {} values; {n} image(s) of {}x{} need {} ([{n}, 4, {h}, {w}])",
             given.len(),
             input.width,
             input.height,
             unit_noise.len()
-        ))),
+        )))
+        }
         None => noise.fill_standard_normal(&mut unit_noise),
     }
 

@@ -1,0 +1,543 @@
+//! The image engine on real ONNX Runtime with the committed tiny models: pixels equal to the
+//! reference pipeline (diffusers' schedulers around onnxruntime, fixtures made by
+//! `tests/assets/make_reference_images.py`), reproducibility, batching, every model layout,
+//! every sampler, edits, cancellation, the queue, and clear errors for broken folders.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use easel::imaging::diffusion::npy;
+use easel::imaging::diffusion::pipeline::EditInput;
+use easel::imaging::diffusion::schedulers::{SamplerKind, Schedule};
+use easel::imaging::registry::ModelEntry;
+use easel::imaging::request::{self, GenerationRequest, ImageParams, SizeChoice, SizePolicy};
+use easel::imaging::runtime::Runtime;
+use easel::imaging::{run_job, EngineError, EngineEvent, GeneratedImage, ImageEngine};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+fn runtime() -> Runtime {
+    Runtime::load(&common::image_settings()).expect("ONNX Runtime loads")
+}
+
+fn model(name: &str) -> ModelEntry {
+    let entry = ModelEntry::open(&common::test_models_dir().join(name));
+    assert!(entry.problem.is_none(), "{name}: {:?}", entry.problem);
+    entry
+}
+
+fn params(
+    prompt: &str,
+    size: (u32, u32),
+    steps: i64,
+    sampler: &str,
+    schedule: &str,
+) -> ImageParams {
+    ImageParams {
+        prompt: prompt.into(),
+        size: SizeChoice::Exact(size.0, size.1),
+        steps: Some(steps),
+        sampler: Some(sampler.into()),
+        schedule: Some(schedule.into()),
+        seed: Some(1234),
+        ..ImageParams::default()
+    }
+}
+
+fn generate(
+    entry: &ModelEntry,
+    runtime: &Runtime,
+    request: &GenerationRequest,
+) -> Vec<GeneratedImage> {
+    run_job(entry, runtime, request, &mut |_| {}, &|| false, None)
+        .expect("generation")
+        .0
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn deterministic_samplers_match_the_reference_pipeline_within_1e_3() {
+    let root = common::manifest_dir().join("tests/assets/fixtures/reference");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap())
+            .unwrap();
+    let runtime = runtime();
+    let mut report = Vec::new();
+    let cases = manifest["cases"].as_array().unwrap();
+    assert!(cases.len() >= 10, "the fixture covers the samplers");
+    for case in cases {
+        let entry = model(case["model"].as_str().unwrap());
+        let latents = npy::read(&root.join(case["latents"].as_str().unwrap())).unwrap();
+        let expected = npy::read(&root.join(case["expected"].as_str().unwrap())).unwrap();
+        let n = case["n"].as_i64().unwrap();
+        let mut p = params(
+            case["prompt"].as_str().unwrap(),
+            (
+                case["width"].as_u64().unwrap() as u32,
+                case["height"].as_u64().unwrap() as u32,
+            ),
+            case["steps"].as_i64().unwrap(),
+            case["sampler"].as_str().unwrap(),
+            case["schedule"].as_str().unwrap(),
+        );
+        p.negative_prompt = case["negative"].as_str().unwrap().into();
+        p.guidance = Some(case["guidance"].as_f64().unwrap() as f32);
+        p.n = Some(n);
+        p.latents = Some(latents.data);
+        let request = request::resolve(p, &entry, SizePolicy::AnyMultipleOf8).unwrap();
+        let images = generate(&entry, &runtime, &request);
+        let ours: Vec<f32> = images
+            .iter()
+            .flat_map(|i| i.pixels.data.iter().copied())
+            .collect();
+        let diff = max_abs_diff(&ours, &expected.data);
+        report.push(format!("{}: {diff:.2e}", case["name"].as_str().unwrap()));
+        assert!(
+            diff <= 1e-3,
+            "{} differs by {diff} from the reference",
+            case["name"]
+        );
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn same_request_and_seed_give_identical_bytes() {
+    let runtime = runtime();
+    let entry = model("tiny-sd");
+    let request = request::resolve(
+        params("a lighthouse", (64, 64), 4, "euler_a", "karras"),
+        &entry,
+        SizePolicy::AllowedOnly,
+    )
+    .unwrap();
+    let png = |images: Vec<GeneratedImage>| {
+        images
+            .iter()
+            .map(|i| easel::imaging::encode::png(&i.rgb(), None).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let first = png(generate(&entry, &runtime, &request));
+    let second = png(generate(&entry, &runtime, &request));
+    assert_eq!(first, second);
+    let other = GenerationRequest {
+        seed: 99,
+        ..request
+    };
+    assert_ne!(first, png(generate(&entry, &runtime, &other)));
+}
+
+#[test]
+fn a_batch_equals_its_images_made_one_by_one() {
+    let runtime = runtime();
+    let entry = model("tiny-sd");
+    let mut p = params("three cats", (64, 64), 4, "dpm++2m", "karras");
+    p.n = Some(3);
+    let batch = request::resolve(p, &entry, SizePolicy::AllowedOnly).unwrap();
+    let together = generate(&entry, &runtime, &batch);
+    assert_eq!(together.len(), 3);
+    for (i, image) in together.iter().enumerate() {
+        assert_eq!(image.seed, 1234 + i as u64);
+        let alone = GenerationRequest {
+            n: 1,
+            seed: image.seed,
+            ..batch.clone()
+        };
+        let single = generate(&entry, &runtime, &alone);
+        let diff = max_abs_diff(&single[0].pixels.data, &image.pixels.data);
+        assert!(diff < 1e-5, "image {i} differs by {diff} when made alone");
+    }
+}
+
+#[test]
+fn every_model_layout_generates_finite_images() {
+    // tiny-sd2-v: int64 ids and timestep [batch], v-prediction; tiny-lcm: timestep_cond, no
+    // CFG; tiny-sdxl: two text encoders, text_embeds/time_ids, fp16 UNet and VAE.
+    let runtime = runtime();
+    for (name, sampler) in [
+        ("tiny-sd", "euler"),
+        ("tiny-sd2-v", "dpm++2m"),
+        ("tiny-lcm", "lcm"),
+        ("tiny-sdxl", "euler"),
+    ] {
+        let entry = model(name);
+        for size in [(64, 64), (128, 64)] {
+            let mut p = params("a house by a lake", size, 3, sampler, "discrete");
+            p.n = Some(2);
+            let request = request::resolve(p, &entry, SizePolicy::AnyMultipleOf8).unwrap();
+            let images = generate(&entry, &runtime, &request);
+            assert_eq!(images.len(), 2, "{name}");
+            for image in &images {
+                assert_eq!((image.pixels.width, image.pixels.height), size);
+                assert!(
+                    image
+                        .pixels
+                        .data
+                        .iter()
+                        .all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
+                    "{name}"
+                );
+                let spread = image
+                    .pixels
+                    .data
+                    .iter()
+                    .fold((1.0f32, 0.0f32), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+                assert!(
+                    spread.1 - spread.0 > 0.05,
+                    "{name} {size:?}: the image has content"
+                );
+            }
+            assert_ne!(
+                images[0].pixels.data, images[1].pixels.data,
+                "{name}: per-image seeds differ"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_sampler_and_schedule_runs() {
+    let runtime = runtime();
+    let entry = model("tiny-sd");
+    for sampler in SamplerKind::ALL {
+        for schedule in [Schedule::Discrete, Schedule::Karras] {
+            for steps in [1, 5] {
+                let request = request::resolve(
+                    params(
+                        "a bowl of fruit",
+                        (64, 64),
+                        steps,
+                        sampler.name(),
+                        schedule.name(),
+                    ),
+                    &entry,
+                    SizePolicy::AllowedOnly,
+                )
+                .unwrap();
+                let images = generate(&entry, &runtime, &request);
+                assert!(
+                    images[0].pixels.data.iter().all(|v| v.is_finite()),
+                    "{} {} {steps}",
+                    sampler.name(),
+                    schedule.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn img2img_and_masked_inpainting_keep_what_they_should() {
+    let runtime = runtime();
+    let entry = model("tiny-sd");
+    let source: Vec<f32> = (0..3 * 64 * 64)
+        .map(|i| ((i % 64) as f32 / 32.0) - 1.0)
+        .collect();
+    let edit = |mask: Option<Vec<f32>>, strength: f32| {
+        let mut p = params("the same, brighter", (64, 64), 6, "euler", "discrete");
+        p.edit = Some(EditInput {
+            image: source.clone(),
+            mask,
+            strength,
+        });
+        let request = request::resolve(p, &entry, SizePolicy::AnyMultipleOf8).unwrap();
+        generate(&entry, &runtime, &request).remove(0).pixels.data
+    };
+    // Nothing masked: the result is the source through the VAE, whatever the prompt.
+    let kept = edit(Some(vec![0.0; 64 * 64]), 0.8);
+    // The left half masked: the right half (away from the seam) is kept exactly.
+    let left: Vec<f32> = (0..64 * 64)
+        .map(|i| if i % 64 < 32 { 1.0 } else { 0.0 })
+        .collect();
+    let half = edit(Some(left), 0.8);
+    let right_cols = |img: &[f32]| -> Vec<f32> {
+        (0..3 * 64 * 64)
+            .filter(|i| i % 64 >= 40)
+            .map(|i| img[i])
+            .collect()
+    };
+    assert!(max_abs_diff(&right_cols(&kept), &right_cols(&half)) < 1e-5);
+    let left_cols = |img: &[f32]| -> Vec<f32> {
+        (0..3 * 64 * 64)
+            .filter(|i| i % 64 < 24)
+            .map(|i| img[i])
+            .collect()
+    };
+    assert!(
+        max_abs_diff(&left_cols(&kept), &left_cols(&half)) > 1e-3,
+        "the masked half changed"
+    );
+    // img2img: low strength stays closer to the source than high strength.
+    let low = edit(None, 0.2);
+    let high = edit(None, 1.0);
+    let distance = |img: &[f32]| {
+        img.iter()
+            .zip(&kept)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+    };
+    assert!(
+        distance(&low) < distance(&high),
+        "strength decides how much changes"
+    );
+}
+
+#[test]
+fn requests_are_checked_with_errors_naming_the_field() {
+    let entry = model("tiny-sd");
+    let check = |p: ImageParams, policy| request::resolve(p, &entry, policy).unwrap_err();
+    let base = || params("x", (64, 64), 4, "euler", "discrete");
+    assert_eq!(
+        check(
+            ImageParams {
+                n: Some(11),
+                ..base()
+            },
+            SizePolicy::AllowedOnly
+        )
+        .field,
+        "n"
+    );
+    assert_eq!(
+        check(
+            ImageParams {
+                prompt: String::new(),
+                ..base()
+            },
+            SizePolicy::AllowedOnly
+        )
+        .field,
+        "prompt"
+    );
+    let e = check(
+        ImageParams {
+            size: SizeChoice::Exact(256, 256),
+            ..base()
+        },
+        SizePolicy::AllowedOnly,
+    );
+    assert!(
+        e.message.contains("not allowed") && e.message.contains("64x64"),
+        "{e}"
+    );
+    // The command line may ask any multiple of 8 up to the maximum, but not beyond.
+    assert!(request::resolve(
+        ImageParams {
+            size: SizeChoice::Exact(200, 96),
+            ..base()
+        },
+        &entry,
+        SizePolicy::AnyMultipleOf8
+    )
+    .is_ok());
+    assert_eq!(
+        check(
+            ImageParams {
+                size: SizeChoice::Exact(100, 64),
+                ..base()
+            },
+            SizePolicy::AnyMultipleOf8
+        )
+        .field,
+        "size"
+    );
+    assert_eq!(
+        check(
+            ImageParams {
+                size: SizeChoice::Exact(512, 512),
+                ..base()
+            },
+            SizePolicy::AnyMultipleOf8
+        )
+        .field,
+        "size"
+    );
+    assert_eq!(
+        check(
+            ImageParams {
+                steps: Some(0),
+                ..base()
+            },
+            SizePolicy::AllowedOnly
+        )
+        .field,
+        "steps"
+    );
+    assert_eq!(
+        check(
+            ImageParams {
+                sampler: Some("plms".into()),
+                ..base()
+            },
+            SizePolicy::AllowedOnly
+        )
+        .field,
+        "sampler"
+    );
+    assert_eq!(
+        check(
+            ImageParams {
+                latents: Some(vec![0.0; 10]),
+                ..base()
+            },
+            SizePolicy::AllowedOnly
+        )
+        .field,
+        "latents"
+    );
+}
+
+/// Copies a model folder so a test can break it.
+fn copy_model(name: &str, to: &Path) -> PathBuf {
+    let from = common::test_models_dir().join(name);
+    let dest = to.join(format!("{name}-copy"));
+    copy_dir(&from, &dest);
+    dest
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn broken_model_folders_name_the_missing_file_or_input_and_others_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = copy_model("tiny-sd", dir.path());
+    std::fs::remove_file(missing.join("unet/model.onnx")).unwrap();
+    let entry = ModelEntry::open(&missing);
+    assert!(
+        entry
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("unet/model.onnx"),
+        "{:?}",
+        entry.problem
+    );
+
+    // A text encoder that is really a VAE decoder: loading names the file and the input.
+    let wrong = copy_model("tiny-sd2-v", dir.path());
+    std::fs::copy(
+        wrong.join("vae_decoder/model.onnx"),
+        wrong.join("text_encoder/model.onnx"),
+    )
+    .unwrap();
+    let entry = ModelEntry::open(&wrong);
+    assert!(entry.problem.is_none());
+    let error = entry.load(&runtime()).err().unwrap();
+    assert!(
+        error.contains("text_encoder") && error.contains("input_ids"),
+        "{error}"
+    );
+
+    // The engine lists every folder, flags the broken ones, and still paints with the others.
+    copy_dir(
+        &common::test_models_dir().join("tiny-sd"),
+        &dir.path().join("tiny-sd"),
+    );
+    let engine = ImageEngine::start(dir.path(), &common::image_settings(), Some("tiny-sd"));
+    let models = engine.models();
+    assert_eq!(models.len(), 3);
+    assert!(models
+        .iter()
+        .any(|m| m.id == "tiny-sd-copy" && m.error.is_some()));
+    assert!(engine.available());
+    assert_eq!(engine.health().status, "ready");
+}
+
+fn engine() -> ImageEngine {
+    ImageEngine::start(
+        &common::test_models_dir(),
+        &common::image_settings(),
+        Some("tiny-sd"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_job_within_a_step() {
+    let engine = engine();
+    let entry = engine.model(Some("tiny-sd")).unwrap();
+    let mut p = params("a long job", (256, 256), 150, "heun", "discrete");
+    p.n = Some(4);
+    let request = request::resolve(p, &entry, SizePolicy::AnyMultipleOf8).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let job = tokio::spawn({
+        let engine = engine.clone();
+        let cancel = cancel.clone();
+        async move { engine.generate(request, tx, cancel).await }
+    });
+    let mut steps_seen = 0;
+    let mut cancelled_at = None;
+    while let Some(event) = rx.recv().await {
+        if let EngineEvent::Step { step, .. } = event {
+            steps_seen = step;
+            if step == 3 && cancelled_at.is_none() {
+                cancel.cancel();
+                cancelled_at = Some(Instant::now());
+            }
+        }
+    }
+    let result = job.await.unwrap();
+    assert!(matches!(result, Err(EngineError::Cancelled)), "{result:?}");
+    assert!(
+        steps_seen <= 4,
+        "stopped within one step of the cancel (saw step {steps_seen})"
+    );
+    assert!(cancelled_at.unwrap().elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_queue_first_in_first_out_and_report_their_position() {
+    let engine = engine();
+    let entry = engine.model(None).unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut jobs = Vec::new();
+    let mut positions = Vec::new();
+    for k in 0..3u32 {
+        // Long enough (about a second) that the later jobs really wait.
+        let mut p = params("queued", (256, 256), 150, "heun", "discrete");
+        p.n = Some(4);
+        p.seed = Some(u64::from(k));
+        let request = request::resolve(p, &entry, SizePolicy::AnyMultipleOf8).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let engine = engine.clone();
+        let order = order.clone();
+        jobs.push(tokio::spawn(async move {
+            let result = engine.generate(request, tx, CancellationToken::new()).await;
+            order.lock().unwrap().push(k);
+            result
+        }));
+        // The queued event is sent before the job waits, so it is already there.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        match rx.try_recv() {
+            Ok(EngineEvent::Queued { position }) => positions.push(position),
+            other => panic!("expected a queue position first, got {other:?}"),
+        }
+    }
+    for job in jobs {
+        job.await.unwrap().unwrap();
+    }
+    assert_eq!(positions, vec![0, 1, 2]);
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
+    assert_eq!(engine.health().queue_length, 0);
+}
