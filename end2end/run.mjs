@@ -161,7 +161,10 @@ async function main() {
     for (const mode of new Set(modules.map((m) => m.server))) {
       if (mode === 'scripted') {
         const llm = await startLlm();
-        const easel = await startEasel({ mode, llm });
+        const easel = await startEasel({ mode, llm }).catch(async (error) => {
+          await llm.close();
+          throw error;
+        });
         const stop = easel.stop;
         easel.stop = async () => {
           await stop();

@@ -42,6 +42,7 @@ function hookExit() {
   process.on('exit', killAll);
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.on(signal, () => {
+      if (live.size > 0) console.error(`\n${signal}: stopping the Easel server(s) and exiting.`);
       killAll();
       process.exit(signal === 'SIGINT' ? 130 : 143);
     });
