@@ -75,24 +75,25 @@ pub fn onnxruntime(root: &Path) -> Result<PathBuf> {
     ]).arg(&wheels))
     .map_err(|e| format!("{e}\nOr install it yourself (pip install onnxruntime=={ONNXRUNTIME_VERSION}) and set ORT_DYLIB_PATH to its capi/ library."))?;
     // Unpack only the runtime libraries from the wheel (a zip) with Python's zipfile.
-    let script = format!(
-        r#"import glob, os, sys, zipfile
+    let script = root.join(".easel").join("extract_onnxruntime.py");
+    std::fs::write(
+        &script,
+        format!(
+            r#"# Written by `cargo xtask setup`: copies ONNX Runtime's libraries out of the wheel.
+import glob, os, sys, zipfile
 wheel = sorted(glob.glob(os.path.join(sys.argv[1], "onnxruntime-{ONNXRUNTIME_VERSION}-*.whl")))[-1]
 with zipfile.ZipFile(wheel) as z:
     for name in z.namelist():
         base = os.path.basename(name)
-        if name.startswith("onnxruntime/capi/") and (base.startswith("libonnxruntime") or base.startswith("onnxruntime")) and (".so" in base or base.endswith(".dll") or base.endswith(".dylib")):
+        library = base.startswith("libonnxruntime") or base.startswith("onnxruntime.dll") or (base.startswith("onnxruntime_providers") and base.endswith(".dll"))
+        if name.startswith("onnxruntime/capi/") and library:
             with open(os.path.join(sys.argv[2], base), "wb") as out:
                 out.write(z.read(name))
 "#
-    );
-    exec(
-        Command::new(&python)
-            .arg("-c")
-            .arg(script)
-            .arg(&wheels)
-            .arg(&dir),
-    )?;
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", script.display()))?;
+    exec(Command::new(&python).arg(&script).arg(&wheels).arg(&dir))?;
     find_library(&dir).ok_or_else(|| {
         format!(
             "the onnxruntime wheel held no {} for this platform",
