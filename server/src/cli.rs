@@ -32,7 +32,7 @@ pub enum Command {
     /// Start the web server (EASEL_ADDR, default 127.0.0.1:3000).
     Serve,
     /// Make images from the command line, without the server.
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
     /// List or download image models.
     Models {
         #[command(subcommand)]
@@ -121,7 +121,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     match cli.command {
         Command::Serve => crate::serve(config).await.map_err(|e| e.to_string()),
-        Command::Generate(args) => tokio::task::spawn_blocking(move || generate(&config, args))
+        Command::Generate(args) => tokio::task::spawn_blocking(move || generate(&config, *args))
             .await
             .map_err(|e| e.to_string())?,
         Command::Models {

@@ -557,11 +557,7 @@ fn ImageSlot(tile: Slot) -> impl IntoView {
             } else {
                 "Queued".to_string()
             };
-            let percent = if slot.steps > 0 {
-                slot.step * 100 / slot.steps
-            } else {
-                0
-            };
+            let percent = (slot.step * 100).checked_div(slot.steps).unwrap_or(0);
             view! {
                 <figure class="image-tile placeholder" aria-label=label.clone()>
                     {slot.preview.map(|p| view! { <img src=p alt="" class="preview"/> })}

@@ -88,7 +88,7 @@ pub type LlmStream = Pin<Box<dyn Stream<Item = Result<LlmDelta, LlmError>> + Sen
 /// known here, and `match` keeps the call sites plain async code.
 #[derive(Clone)]
 pub enum LlmProvider {
-    OpenAi(OpenAiProvider),
+    OpenAi(Box<OpenAiProvider>),
     Direct(DirectProvider),
 }
 

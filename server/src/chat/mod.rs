@@ -163,7 +163,7 @@ impl Providers {
             )
         })?;
         Ok(ResolvedModel {
-            provider: LlmProvider::OpenAi(provider.clone()),
+            provider: LlmProvider::OpenAi(Box::new(provider.clone())),
             upstream: upstream.to_string(),
             id: id.clone(),
         })

@@ -248,7 +248,7 @@ impl Hub {
             if !quiet && last_print.elapsed() >= Duration::from_millis(200) {
                 last_print = Instant::now();
                 let rate = (*done as f64) / started.elapsed().as_secs_f64().max(0.001);
-                let percent = if total > 0 { *done * 100 / total } else { 100 };
+                let percent = (*done * 100).checked_div(total).unwrap_or(100);
                 eprint!(
                     "\r{repo}: {percent:3}% {} / {} ({}/s) {}{:10}",
                     human(*done),

@@ -250,7 +250,7 @@ pub fn load(dir: &Path, detected: Family, name: &str) -> Result<(Family, Presets
 pub fn parse_size(text: &str) -> Option<(u32, u32)> {
     let (w, h) = text.trim().split_once(['x', 'X', '×'])?;
     let (w, h) = (w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?);
-    (w >= 8 && h >= 8 && w % 8 == 0 && h % 8 == 0).then_some((w, h))
+    (w >= 8 && h >= 8 && w.is_multiple_of(8) && h.is_multiple_of(8)).then_some((w, h))
 }
 
 pub fn size_text((w, h): (u32, u32)) -> String {

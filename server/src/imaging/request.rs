@@ -169,8 +169,8 @@ pub fn resolve(
                 }
                 _ => {}
             }
-            if w % 8 != 0
-                || h % 8 != 0
+            if !w.is_multiple_of(8)
+                || !h.is_multiple_of(8)
                 || w < MIN_SIDE
                 || h < MIN_SIDE
                 || w > p.max_size

@@ -133,7 +133,7 @@ pub fn generate(
     let n = input.seeds.len();
     let (h, w) = (input.height as usize / 8, input.width as usize / 8);
     let latent_len = LATENT_CHANNELS * h * w;
-    if n == 0 || input.width % 8 != 0 || input.height % 8 != 0 {
+    if n == 0 || !input.width.is_multiple_of(8) || !input.height.is_multiple_of(8) {
         return Err(PipelineError::Invalid(
             "width and height must be multiples of 8 and n at least 1".into(),
         ));
