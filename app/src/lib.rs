@@ -10,13 +10,16 @@ pub mod client;
 mod components;
 pub mod markdown;
 mod pages;
+mod state;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
+use components::confirm::{provide_confirm, ConfirmDialog};
 use components::toasts::{provide_toasts, Toasts};
+use components::viewer::{provide_viewer, ImageViewer};
 
 /// The HTML document around the app (server side).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -42,6 +45,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_toasts();
+    provide_confirm();
+    provide_viewer();
+    state::provide_app_state();
     view! {
         <Stylesheet id="easel" href="/easel.css"/>
         <Title text="Easel"/>
@@ -49,8 +55,12 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                 <Route path=path!("/") view=pages::chat::ChatPage/>
                 <Route path=path!("/c/:id") view=pages::chat::ChatPage/>
+                <Route path=path!("/agents") view=pages::agents::AgentsPage/>
+                <Route path=path!("/agents/:id") view=pages::agents::AgentsPage/>
             </Routes>
         </Router>
         <Toasts/>
+        <ConfirmDialog/>
+        <ImageViewer/>
     }
 }

@@ -30,7 +30,7 @@ async function recordAssistantText(page) {
 /** Clicks "+ New conversation" and waits for its page; returns the conversation id. */
 async function newConversation(page) {
   const before = page.url();
-  await page.getByRole('button', { name: '+ New conversation' }).click();
+  await page.getByRole('button', { name: 'New conversation', exact: true }).click();
   await waitFor(() => page.url() !== before && /\/c\/[^/]+$/.test(page.url()), 10_000, {
     what: 'the new conversation to open (URL /c/{id})',
   });

@@ -13,7 +13,7 @@ export const tests = [
       assert.deepEqual(models.llm.map((m) => m.id), ['direct']);
 
       await gotoApp(page, baseUrl, '/');
-      await page.getByRole('button', { name: '+ New conversation' }).click();
+      await page.getByRole('button', { name: 'New conversation', exact: true }).click();
       const box = page.getByLabel('Message', { exact: true });
       await box.fill('Hello?');
       await box.press('Enter');

@@ -1,3 +1,8 @@
 //! Pieces the pages are built from.
 
+pub mod confirm;
+pub mod icons;
+pub mod layout;
+pub mod switch;
 pub mod toasts;
+pub mod viewer;

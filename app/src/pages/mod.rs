@@ -1,3 +1,4 @@
 //! One module per page.
 
+pub mod agents;
 pub mod chat;
