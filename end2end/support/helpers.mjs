@@ -2,6 +2,9 @@
 // API client, and page navigation that waits for hydration.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export { assert };
 
@@ -123,4 +126,67 @@ export function apiClient(baseUrl) {
       );
     },
   };
+}
+
+// ----- shared UI helpers for the tests -----
+
+/** Where the runner (and `screenshot`) saves screens; git-ignored. */
+export const SHOTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'screenshots');
+
+/** Saves the current screen as `end2end/screenshots/<name>.png`; returns the path. */
+export async function screenshot(page, name, { fullPage = false } = {}) {
+  fs.mkdirSync(SHOTS_DIR, { recursive: true });
+  const file = path.join(SHOTS_DIR, `${name}.png`);
+  await page.screenshot({ path: file, fullPage, timeout: 5_000 });
+  return file;
+}
+
+/** A short random tag, to find a test's own titles and LLM requests. */
+export function tag() {
+  return Math.random().toString(36).slice(2, 8);
+}
+
+export const ui = {
+  sidebar: (page) => page.getByRole('complementary', { name: 'Navigation and conversations' }),
+  messageBox: (page) => page.getByLabel('Message', { exact: true }),
+  userArticles: (page) => page.getByRole('article', { name: 'You', exact: true }),
+  assistantArticles: (page) => page.getByRole('article', { name: 'Assistant', exact: true }),
+  /** The notifications at the top right (`.toasts`): `kind` 'status' (info) or 'alert' (errors). */
+  toast: (page, kind, text) => page.locator('.toasts').getByRole(kind).filter({ hasText: text }),
+  sendButton: (page) => page.getByRole('button', { name: 'Send', exact: true }),
+  stopButton: (page) => page.getByRole('button', { name: 'Stop', exact: true }),
+};
+
+/** Clicks the sidebar's "New conversation" and waits for its page; returns the conversation id. */
+export async function newConversation(page) {
+  const before = page.url();
+  await ui.sidebar(page).getByRole('button', { name: 'New conversation', exact: true }).click();
+  await waitFor(() => page.url() !== before && /\/c\/[^/]+$/.test(page.url()), 10_000, {
+    what: 'the new conversation to open (URL /c/{id})',
+  });
+  await ui.messageBox(page).waitFor({ state: 'visible' });
+  return page.url().split('/c/')[1];
+}
+
+/** Types `text` into the message box and presses Enter. */
+export async function sendWithEnter(page, text) {
+  const box = ui.messageBox(page);
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+/** Waits until no reply is running: Send is back and Stop is gone. */
+export async function waitForIdle(page, timeout = 15_000) {
+  await waitFor(
+    async () => (await ui.sendButton(page).count()) === 1 && (await ui.stopButton(page).count()) === 0,
+    timeout,
+    { what: 'the reply to finish (Send back, no Stop)' },
+  );
+}
+
+/** Waits for the switch's `aria-checked` to be `value` ('true' or 'false'). */
+export async function waitForChecked(toggle, value, timeout = 5_000) {
+  await waitFor(async () => (await toggle.getAttribute('aria-checked')) === value, timeout, {
+    what: `the switch to show aria-checked="${value}"`,
+  });
 }

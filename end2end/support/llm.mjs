@@ -72,6 +72,18 @@ function splitEvenly(text, parts) {
 export async function startLlm({ delayMs = 50, log = () => {} } = {}) {
   const requests = [];
   const queue = [];
+  // One-off answers for the next request whose last user message contains a given text.
+  const keyed = [];
+  const takeKeyed = (body) => {
+    const messages = Array.isArray(body?.messages) ? body.messages : [];
+    const lastUser = [...messages].reverse().find((m) => m.role === 'user');
+    // Only the first round of a turn: a request that ends with a tool result is the turn's
+    // next round and keeps following the script.
+    if (!lastUser || messages[messages.length - 1]?.role === 'tool') return undefined;
+    const text = messageText(lastUser);
+    const at = keyed.findIndex((k) => text.includes(k.match));
+    return at < 0 ? undefined : keyed.splice(at, 1)[0].plan;
+  };
   let counter = 0;
   const sockets = new Set();
 
@@ -98,7 +110,7 @@ export async function startLlm({ delayMs = 50, log = () => {} } = {}) {
       if (!body || typeof body !== 'object') {
         return json(res, 400, { error: { message: 'body is not JSON', type: 'invalid_request_error' } });
       }
-      const once = queue.shift();
+      const once = takeKeyed(body) ?? queue.shift();
       const plan = once ? (typeof once === 'function' ? once(body) : once) : decide(body);
       record.plan = plan;
       return answer(req, res, body, plan, `chatcmpl-${++counter}`);
@@ -145,13 +157,19 @@ export async function startLlm({ delayMs = 50, log = () => {} } = {}) {
 
     send({ role: 'assistant', content: '' });
     if (plan.kind === 'tool') {
-      const pieces = splitEvenly(plan.arguments, Math.max(3, plan.argumentChunks ?? 3));
-      const callId = plan.callId ?? `call_${id.replace(/\W/g, '')}`;
-      await wait();
-      send({ tool_calls: [{ index: 0, id: callId, type: 'function', function: { name: plan.name, arguments: '' } }] });
-      for (const piece of pieces) {
+      // One call (`name`, `arguments`) or several (`calls: [{name, arguments}]`), streamed one
+      // after the other with their own `index`, as OpenAI streams parallel tool calls.
+      const calls = plan.calls ?? [{ name: plan.name, arguments: plan.arguments, id: plan.callId }];
+      for (const [index, call] of calls.entries()) {
+        const args = typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments ?? {});
+        const pieces = splitEvenly(args, Math.max(3, plan.argumentChunks ?? 3));
+        const callId = call.id ?? `call_${id.replace(/\W/g, '')}_${index}`;
         await wait();
-        send({ tool_calls: [{ index: 0, function: { arguments: piece } }] });
+        send({ tool_calls: [{ index, id: callId, type: 'function', function: { name: call.name, arguments: '' } }] });
+        for (const piece of pieces) {
+          await wait();
+          send({ tool_calls: [{ index, function: { arguments: piece } }] });
+        }
       }
       await wait();
       send({}, 'tool_calls');
@@ -196,13 +214,37 @@ export async function startLlm({ delayMs = 50, log = () => {} } = {}) {
     clear: () => {
       requests.length = 0;
     },
+    /** Waits until a chat request mentioning `text` has come (returns the list so far). */
+    waitForRequest: async (text, timeout = 10_000) => {
+      const deadline = Date.now() + timeout;
+      for (;;) {
+        const found = requests.filter(
+          (r) => r.method === 'POST'
+            && /\/chat\/completions$/.test(r.path)
+            && (r.body?.messages ?? []).some((m) => m.role === 'user' && messageText(m).includes(text)),
+        );
+        if (found.length > 0) return found;
+        if (Date.now() >= deadline) throw new Error(`no chat request mentioning ${JSON.stringify(text)} within ${timeout} ms`);
+        await sleep(25);
+      }
+    },
     /**
      * Queues one answer used instead of the script for the next chat request. `plan` is
      * `{kind:'text', text|pieces, delayMs?, hang?}`, `{kind:'tool', name, arguments, delayMs?}`,
+     * `{kind:'tool', calls: [{name, arguments}, …]}` (several calls in one answer; `arguments` a
+     * JSON string or an object),
      * `{status: 500, error: 'message'}`, or a function `(body) => plan`.
      */
     respondOnce: (plan) => {
       queue.push(plan);
+    },
+    /**
+     * Like `respondOnce`, but only for the next chat request whose last user message contains
+     * `match` (a test's own tag), so a reply cannot be taken by another test's request. It answers
+     * the first round of that turn only; later rounds (after a tool result) follow the script.
+     */
+    respondWhen: (match, plan) => {
+      keyed.push({ match, plan });
     },
     close: () =>
       new Promise((resolve) => {

@@ -18,6 +18,36 @@ const DEFAULT_ORT =
   '/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1';
 const MODELS_DIR = path.join(ROOT, 'server', 'tests', 'assets', 'models');
 
+/**
+ * The presets of the test model (its `easel.toml` in the copy each server gets). The tiny model
+ * paints a 64×64 step in well under a millisecond, and Easel caps steps at 150, so steps alone
+ * cannot make painting visible: a 3-image request at 64×64 and 150 `heun` steps is done in
+ * ~0.2 s. A 384×384 default with `auto = 100` steps of the slower second-order `heun` sampler
+ * makes a default 3-image request take ~2–3 s on a 2-core machine, long enough to see (and
+ * assert) placeholders, progress and previews. 64×64 with `low` (4 steps) stays fast for tests
+ * that only need many images.
+ */
+export const TEST_MODEL_TOML = `display_name = "Tiny SD (end2end)"
+default_size = "384x384"
+allowed_sizes = ["64x64", "128x128", "384x384"]
+default_sampler = "heun"
+default_guidance = 7.5
+[steps]
+auto = 100
+low = 4
+medium = 40
+high = 150
+`;
+
+/** Makes `<dataDir>/models/tiny-sd`: the test model with the end2end presets above. */
+function makeModelsDir(dataDir, toml = TEST_MODEL_TOML) {
+  const models = path.join(dataDir, 'models');
+  const target = path.join(models, 'tiny-sd');
+  fs.cpSync(path.join(MODELS_DIR, 'tiny-sd'), target, { recursive: true });
+  fs.writeFileSync(path.join(target, 'easel.toml'), toml);
+  return models;
+}
+
 // Settings of the developer's shell that would change what the server under test does.
 const SCRUBBED = /^(OPENAI_|EASEL_|DATABASE_URL$|LEPTOS_)/;
 
@@ -69,15 +99,19 @@ export function freePort() {
  * @param {object} [options.llm] an already started scripted LLM to use (else one is started).
  * @param {Record<string,string>} [options.env] extra environment for the server.
  * @param {number} [options.timeoutMs] how long to wait for /api/health (default 60 s).
+ * @param {string} [options.modelToml] the test model's `easel.toml` (default TEST_MODEL_TOML).
  */
-export async function startEasel({ mode = 'scripted', llm = null, env = {}, timeoutMs = 60_000 } = {}) {
+export async function startEasel({ mode = 'scripted', llm = null, env = {}, timeoutMs = 60_000, modelToml } = {}) {
   hookExit();
   const bin = path.resolve(ROOT, process.env.EASEL_BIN || path.join('target', 'debug', 'easel'));
   if (!fs.existsSync(bin)) {
     throw new Error(`No Easel binary at ${bin}: run \`cargo xtask build\` first, or set EASEL_BIN.`);
   }
-  if (!fs.existsSync(path.join(ROOT, 'target', 'site', 'pkg')) && !env.LEPTOS_SITE_ROOT) {
-    throw new Error(`No web assets in ${path.join(ROOT, 'target', 'site')}: run \`cargo xtask build\` first.`);
+  // E2E_SITE_ROOT: web assets built elsewhere (a frozen build); else Easel's default target/site.
+  const siteRoot = env.LEPTOS_SITE_ROOT
+    ?? (process.env.E2E_SITE_ROOT ? path.resolve(ROOT, process.env.E2E_SITE_ROOT) : path.join(ROOT, 'target', 'site'));
+  if (!fs.existsSync(path.join(siteRoot, 'pkg'))) {
+    throw new Error(`No web assets in ${siteRoot}: run \`cargo xtask build\` first, or set E2E_SITE_ROOT.`);
   }
 
   let ownLlm = null;
@@ -89,6 +123,7 @@ export async function startEasel({ mode = 'scripted', llm = null, env = {}, time
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'easel-e2e-'));
   const logPath = path.join(dataDir, 'server.log');
   const logFile = fs.openSync(logPath, 'a');
+  const modelsDir = makeModelsDir(dataDir, modelToml);
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !SCRUBBED.test(k)));
 
   // A port can be taken between the probe and the bind; try a few.
@@ -100,8 +135,9 @@ export async function startEasel({ mode = 'scripted', llm = null, env = {}, time
       RUST_LOG: process.env.RUST_LOG || 'info',
       EASEL_ADDR: `127.0.0.1:${port}`,
       DATABASE_URL: `sqlite://${path.join(dataDir, 'easel.db')}`,
-      EASEL_MODELS_DIR: MODELS_DIR,
+      EASEL_MODELS_DIR: modelsDir,
       EASEL_IMAGE_MODEL: 'tiny-sd',
+      ...(process.env.E2E_SITE_ROOT ? { LEPTOS_SITE_ROOT: siteRoot } : {}),
       ORT_DYLIB_PATH: process.env.ORT_DYLIB_PATH || DEFAULT_ORT,
       ...(mode === 'scripted'
         ? { OPENAI_BASE_URL: llm.baseUrl, OPENAI_API_KEY: 'sk-end2end', EASEL_LLM_MODEL: llm.model }
@@ -153,6 +189,7 @@ export async function startEasel({ mode = 'scripted', llm = null, env = {}, time
       mode,
       llm,
       dataDir,
+      modelsDir,
       logPath,
       /** The server's output so far (stdout and stderr, interleaved). */
       output: () => output,

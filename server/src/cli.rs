@@ -11,7 +11,7 @@ use crate::imaging::diffusion::npy;
 use crate::imaging::registry::ModelEntry;
 use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
 use crate::imaging::runtime::Runtime;
-use crate::imaging::{encode, hub, parameters_text, run_job, EngineEvent, GeneratedImage};
+use crate::imaging::{edit, encode, hub, parameters_text, run_job, EngineEvent, GeneratedImage};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -87,6 +87,15 @@ pub struct GenerateArgs {
     /// Unit-variance initial latents [n, 4, h/8, w/8] as float32 .npy.
     #[arg(long)]
     pub latents: Option<PathBuf>,
+    /// Edit this picture (PNG or JPEG) instead of starting from noise (img2img).
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// With --image: the area to repaint (transparent pixels, as OpenAI's API, or white).
+    #[arg(long, requires = "image")]
+    pub mask: Option<PathBuf>,
+    /// With --image: how much may change, above 0 up to 1.
+    #[arg(long, default_value_t = 0.6)]
+    pub strength: f32,
     /// png or jpg.
     #[arg(long, default_value = "png")]
     pub format: String,
@@ -209,7 +218,7 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
         Some(path) => Some(npy::read(path)?.data),
         None => None,
     };
-    let params = ImageParams {
+    let mut params = ImageParams {
         prompt: args.prompt.clone(),
         negative_prompt: args.negative.clone(),
         n: Some(args.n),
@@ -233,6 +242,20 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
         preview: crate::imaging::diffusion::preview::PreviewRate::None,
         edit: None,
     };
+    if let Some(path) = &args.image {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let source = encode::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let size = match params.size {
+            SizeChoice::Exact(w, h) => (w, h),
+            SizeChoice::Auto => edit::fit_size(source.dimensions(), entry.presets.max_size),
+        };
+        params.size = SizeChoice::Exact(size.0, size.1);
+        let mask = match &args.mask {
+            Some(p) => Some(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?),
+            None => None,
+        };
+        params.edit = Some(edit::edit_input(&source, mask.as_deref(), args.strength, size).map_err(|e| e.to_string())?);
+    }
     let request =
         request::resolve(params, &entry, SizePolicy::AnyMultipleOf8).map_err(|e| e.to_string())?;
 

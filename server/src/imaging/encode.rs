@@ -15,8 +15,14 @@ const THUMBNAIL_QUALITY: u8 = 80;
 const PREVIEW_QUALITY: u8 = 70;
 
 #[derive(Debug, thiserror::Error)]
-#[error("image encoding failed: {0}")]
+#[error("{0}")]
 pub struct EncodeError(String);
+
+impl EncodeError {
+    pub fn new(message: impl Into<String>) -> Self {
+        EncodeError(message.into())
+    }
+}
 
 /// PNG with a `parameters` tEXt chunk (when given).
 pub fn png(image: &RgbImage, parameters: Option<&str>) -> Result<Vec<u8>, EncodeError> {

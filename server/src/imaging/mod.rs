@@ -6,8 +6,10 @@
 //! seed, size, sampler, schedule, steps, guidance). Tests rely on it.
 
 pub mod diffusion;
+pub mod edit;
 pub mod encode;
 pub mod hub;
+pub mod paint;
 pub mod presets;
 pub mod registry;
 pub mod request;

@@ -5,13 +5,14 @@ use app::api::events::{ImageProgress, ImageQueued};
 use app::api::ImageMetadata;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use super::{styles, ToolContext, ToolImage, ToolOutcome};
 use crate::chat::llm::ToolSpec;
 use crate::imaging::diffusion::pipeline::EditInput;
 use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
-use crate::imaging::{encode, parameters_text, EngineError, EngineEvent};
+use crate::imaging::edit::source_pixels;
+use crate::imaging::paint::{paint, PaintEvent};
+use crate::imaging::{encode, EngineError};
 
 pub const NAME: &str = "image_generator";
 
@@ -211,7 +212,7 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
         };
         params.size = SizeChoice::Exact(w, h);
         params.edit = Some(EditInput {
-            image: super::edit_pixels(rgb, w, h),
+            image: source_pixels(rgb, w, h),
             mask: None,
             strength: *strength,
         });
@@ -226,92 +227,62 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
         Err(e) => return ToolOutcome::error(e.to_string()),
     };
 
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let generation = ctx
-        .engine
-        .generate(request.clone(), events_tx, ctx.cancel.clone());
-    tokio::pin!(generation);
     let tool_arguments = serde_json::from_str::<Value>(arguments).unwrap_or(Value::Null);
+    let metadata_of = |seed: u64| ImageMetadata {
+        model: request.model.clone(),
+        prompt: request.prompt.clone(),
+        negative_prompt: request.negative_prompt.clone(),
+        seed,
+        steps: request.steps,
+        sampler: request.sampler.name().into(),
+        schedule: request.schedule.name().into(),
+        guidance: request.guidance,
+        width: request.width,
+        height: request.height,
+        tool_arguments: tool_arguments.clone(),
+        source_image_id: args.source_image.clone(),
+        strength: edit.as_ref().map(|(_, s)| *s),
+    };
     let mut images: Vec<ToolImage> = Vec::new();
-    let mut failure: Option<String> = None;
-    let mut result = None;
-    let mut pending_events = true;
-    while result.is_none() || pending_events {
-        tokio::select! {
-            outcome = &mut generation, if result.is_none() => result = Some(outcome),
-            event = events_rx.recv(), if pending_events => match event {
-                None => pending_events = false,
-                Some(EngineEvent::Queued { position }) => ctx.sink.image_queued(ImageQueued {
-                    tool_call_id: ctx.call_id.to_string(),
-                    count: request.n,
-                    first_index: ctx.first_index,
-                    width: request.width,
-                    height: request.height,
-                    prompt: args.prompt.clone(),
-                    queue_position: position,
-                }),
-                Some(EngineEvent::Started) => {}
-                Some(EngineEvent::Step { first, step, steps, previews }) => {
-                    for (k, preview) in previews.iter().enumerate() {
-                        ctx.sink.image_progress(ImageProgress {
-                            index: ctx.first_index + first + k as u32,
-                            step,
-                            steps,
-                            preview: preview.as_ref().and_then(encode::preview_data_url),
-                        });
-                    }
-                }
-                Some(EngineEvent::ImageReady(generated)) => {
-                    let seed = generated.seed;
-                    let generated_index = generated.index;
-                    let metadata = ImageMetadata {
-                        model: request.model.clone(),
-                        prompt: request.prompt.clone(),
-                        negative_prompt: request.negative_prompt.clone(),
-                        seed,
-                        steps: request.steps,
-                        sampler: request.sampler.name().into(),
-                        schedule: request.schedule.name().into(),
-                        guidance: request.guidance,
-                        width: request.width,
-                        height: request.height,
-                        tool_arguments: tool_arguments.clone(),
-                        source_image_id: args.source_image.clone(),
-                        strength: edit.as_ref().map(|(_, s)| *s),
-                    };
-                    let encoded = tokio::task::spawn_blocking({
-                        let parameters = parameters_text(&request, seed);
-                        move || {
-                            let rgb = generated.rgb();
-                            Ok::<_, encode::EncodeError>((encode::png(&rgb, Some(&parameters))?, encode::thumbnail(&rgb)?))
-                        }
-                    })
-                    .await;
-                    match encoded {
-                        Ok(Ok((png, thumbnail))) => {
-                            let image = ToolImage {
-                                id: crate::store::new_id(),
-                                index: ctx.first_index + generated_index,
-                                width: request.width,
-                                height: request.height,
-                                seed,
-                                png,
-                                thumbnail,
-                                metadata,
-                            };
-                            ctx.sink.image_ready(&image);
-                            images.push(image);
-                        }
-                        Ok(Err(e)) => failure = Some(e.to_string()),
-                        Err(e) => failure = Some(format!("encoding stopped: {e}")),
-                    }
-                }
+    let result = paint(ctx.engine, &request, ctx.cancel.clone(), |event| match event {
+        PaintEvent::Queued { position } => ctx.sink.image_queued(ImageQueued {
+            tool_call_id: ctx.call_id.to_string(),
+            count: request.n,
+            first_index: ctx.first_index,
+            width: request.width,
+            height: request.height,
+            prompt: args.prompt.clone(),
+            queue_position: position,
+        }),
+        PaintEvent::Step { first, step, steps, previews } => {
+            for (k, preview) in previews.iter().enumerate() {
+                ctx.sink.image_progress(ImageProgress {
+                    index: ctx.first_index + first + k as u32,
+                    step,
+                    steps,
+                    preview: preview.as_ref().and_then(encode::preview_data_url),
+                });
             }
         }
-    }
+        PaintEvent::Painted(p) => {
+            let image = ToolImage {
+                id: crate::store::new_id(),
+                index: ctx.first_index + p.index,
+                width: p.width,
+                height: p.height,
+                seed: p.seed,
+                png: p.png.clone(),
+                thumbnail: p.thumbnail.clone(),
+                metadata: metadata_of(p.seed),
+            };
+            ctx.sink.image_ready(&image);
+            images.push(image);
+        }
+    })
+    .await;
+    let listed = |images: &[ToolImage]| images.iter().map(|i| json!({"id": i.id, "seed": i.seed})).collect::<Vec<_>>();
     match result {
-        Some(Ok(_)) if failure.is_none() => {
-            let listed: Vec<Value> = images.iter().map(|i| json!({"id": i.id, "seed": i.seed})).collect();
+        Ok(_) => {
             let result = json!({
                 "status": "ok",
                 "model": request.model,
@@ -319,19 +290,18 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
                 "size": format!("{}x{}", request.width, request.height),
                 "steps": request.steps,
                 "style": args.style,
-                "images": listed,
+                "images": listed(&images),
                 "note": "The images are already shown to the user. Do not repeat ids or links. To change one, call image_generator again with source_image set to its id (or reuse its seed)."
             });
             ToolOutcome { result: result.to_string(), is_error: false, images, cancelled: false }
         }
-        Some(Err(EngineError::Cancelled)) => ToolOutcome {
-            result: json!({"status": "cancelled", "images": images.iter().map(|i| json!({"id": i.id, "seed": i.seed})).collect::<Vec<_>>()}).to_string(),
+        Err(EngineError::Cancelled) => ToolOutcome {
+            result: json!({"status": "cancelled", "images": listed(&images)}).to_string(),
             is_error: true,
             images,
             cancelled: true,
         },
-        Some(Err(e)) => ToolOutcome { images, ..ToolOutcome::error(e.to_string()) },
-        Some(Ok(_)) | None => ToolOutcome { images, ..ToolOutcome::error(failure.unwrap_or_else(|| "image generation failed".into())) },
+        Err(e) => ToolOutcome { images, ..ToolOutcome::error(e.to_string()) },
     }
 }
 

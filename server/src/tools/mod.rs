@@ -10,7 +10,6 @@ pub mod styles;
 use app::api::events::{ImageProgress, ImageQueued};
 use app::api::{ImageMetadata, InternalTools};
 use futures_util::future::BoxFuture;
-use image::RgbImage;
 use tokio_util::sync::CancellationToken;
 
 use crate::chat::llm::ToolSpec;
@@ -106,21 +105,4 @@ pub async fn call(name: &str, arguments: &str, ctx: &ToolContext<'_>) -> ToolOut
             "there is no tool named `{other}`; the available tool is image_generator"
         )),
     }
-}
-
-/// A source picture as the engine wants it: resized to `w`×`h`, `[3, h, w]` in [-1, 1].
-pub fn edit_pixels(rgb: &RgbImage, w: u32, h: u32) -> Vec<f32> {
-    let resized = if rgb.dimensions() == (w, h) {
-        rgb.clone()
-    } else {
-        image::imageops::resize(rgb, w, h, image::imageops::FilterType::Lanczos3)
-    };
-    let plane = (w * h) as usize;
-    let mut out = vec![0.0f32; 3 * plane];
-    for (i, p) in resized.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = f32::from(p.0[c]) / 127.5 - 1.0;
-        }
-    }
-    out
 }
