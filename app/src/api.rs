@@ -443,3 +443,81 @@ mod tests {
         assert_eq!(set.model, Some(Some("a/b".into())));
     }
 }
+
+// ----- Image Studio -----
+
+/// `POST /api/studio/generations`: one Studio request (text-to-image, or an edit when a source
+/// image is given). Sizes are any multiple of 8 up to the model's maximum.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StudioRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    pub prompt: String,
+    #[serde(default)]
+    pub negative_prompt: String,
+    #[serde(default = "one")]
+    pub n: u32,
+    /// `auto` or `WIDTHxHEIGHT`.
+    #[serde(default = "auto")]
+    pub size: String,
+    #[serde(default)]
+    pub quality: Option<String>,
+    #[serde(default)]
+    pub steps: Option<u32>,
+    #[serde(default)]
+    pub guidance: Option<f32>,
+    #[serde(default)]
+    pub sampler: Option<String>,
+    #[serde(default)]
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub style: Option<String>,
+    /// `faster`, `normal` or `none`.
+    #[serde(default = "normal")]
+    pub preview: String,
+    /// Edit an image of the gallery or the history…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_image_id: Option<String>,
+    /// …or an uploaded one (base64 PNG/JPEG).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_image_b64: Option<String>,
+    /// The painted mask (base64 PNG; transparent or white = change). None: the whole image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_b64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f32>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+fn normal() -> String {
+    "normal".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StudioJob {
+    pub job_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnhanceRequest {
+    pub prompt: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnhanceResponse {
+    pub prompt: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SentToChat {
+    pub conversation_id: String,
+}

@@ -21,7 +21,11 @@ impl AppState {
 
     /// Whether image creation can be offered (a usable image model exists).
     pub fn images_available(&self) -> bool {
-        self.models.get().and_then(|r| r.ok()).map(|m| m.image_creation_available).unwrap_or(false)
+        self.models
+            .get()
+            .and_then(|r| r.ok())
+            .map(|m| m.image_creation_available)
+            .unwrap_or(false)
     }
 }
 
@@ -31,8 +35,13 @@ pub fn provide_app_state() {
         list_version.track();
         async move { client::get::<Vec<Conversation>>("/api/conversations").await }
     });
-    let models = LocalResource::new(|| async { client::get::<ModelsResponse>("/api/models").await });
-    provide_context(AppState { list_version, conversations, models });
+    let models =
+        LocalResource::new(|| async { client::get::<ModelsResponse>("/api/models").await });
+    provide_context(AppState {
+        list_version,
+        conversations,
+        models,
+    });
 }
 
 pub fn use_app() -> AppState {

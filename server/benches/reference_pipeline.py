@@ -21,6 +21,31 @@ LCM models (a UNet input `timestep_cond`) get diffusers' guidance-scale embeddin
 `guidance - 1` and no classifier-free guidance, as `LatentConsistencyModelPipeline`. SDXL models
 (two text encoders) are not supported here.
 
+Edits (`--image`, optionally `--mask`, and `--strength`), as diffusers' PyTorch pipelines do them
+around the ONNX sessions (the Rust pipeline's `prepare_edit` / `EditState`):
+
+* img2img = `StableDiffusionImg2ImgPipeline`: the picture (resized to the output size with PIL's
+  Lanczos if needed, as `VaeImageProcessor`) → float [0, 1] → `2x - 1`, [1, 3, H, W];
+  `image_latents = vae_encoder(sample=image)[0]`, only the first 4 channels (the mean) when the
+  encoder returns 8 (`latent_parameters`: mean, then log-variance), times the VAE scaling factor;
+  `scheduler.set_timesteps(steps)`; `get_timesteps`: `init_timestep = min(int(steps * strength),
+  steps)`, `t_start = max(steps - init_timestep, 0)`, `timesteps = scheduler.timesteps[t_start *
+  scheduler.order:]`, `scheduler.set_begin_index(t_start * scheduler.order)` where the scheduler
+  has it; `latents = scheduler.add_noise(image_latents, noise, timesteps[:1].repeat(n))` where
+  `noise` is the unit-variance initial latents (--latents or --seed); then the loop of step 3 over
+  `timesteps`, and step 4.
+* inpainting with a standard 4-channel UNet = the 4-channel branch of
+  `StableDiffusionInpaintPipeline`: the mask goes through `VaeImageProcessor(do_normalize=False,
+  do_binarize=True, do_convert_grayscale=True)` (grayscale, white = repaint, `>= 0.5` → 1) and
+  `torch.nn.functional.interpolate(mask, size=(H/8, W/8))` (nearest); the start is as img2img, or
+  `noise * init_noise_sigma` when strength is 1; after each `scheduler.step`:
+  `init_latents_proper = image_latents`, noised with `scheduler.add_noise(image_latents, noise,
+  torch.tensor([timesteps[i + 1]]))` unless it was the last timestep, and
+  `latents = (1 - mask) * init_latents_proper + mask * latents`. A mask PNG with any transparency
+  is first turned into Easel's convention (transparent = repaint, as OpenAI's images API) by
+  taking `1 - alpha`; diffusers itself only reads the grey level. 9-channel inpainting UNets are
+  not supported here.
+
 Samplers (`Class.from_config(scheduler_config.json, use_karras_sigmas=(schedule == "karras"))`,
 Karras only where the class has the option): euler → EulerDiscreteScheduler, euler_a →
 EulerAncestralDiscreteScheduler, heun → HeunDiscreteScheduler, dpm2 → KDPM2DiscreteScheduler,
@@ -50,6 +75,9 @@ the PNG encoding (encode_ms), as `easel generate --json` counts it; session load
 It writes `reference-<i>.png` per image and `reference.npy` (float32 [n, 3, H, W]) into --out.
 Without --latents the initial latents of image i are `torch.randn([1, 4, h, w])` from a CPU
 generator seeded with `seed + i` (the Rust TorchRng reproduces this).
+
+An edit adds `--image source.png [--mask mask.png] --strength 0.6` (the default strength, as
+`easel generate`'s); the VAE encoder's time counts as denoise_ms, as `easel generate` counts it.
 
 Tested with Python 3.11, numpy 2.4, onnxruntime 1.31.1, torch 2.15 (CPU), diffusers 0.42.1.
 """
@@ -209,6 +237,8 @@ class ReferenceModel:
     hidden_dtype: type
     decoder_dtype: type
     unet_inputs: dict = field(default_factory=dict)
+    vae_encoder: ort.InferenceSession | None = None
+    encoder_dtype: type = np.float32
     clock: Clock = field(default_factory=Clock)
 
     def run(self, session: ort.InferenceSession, feeds: dict) -> list[np.ndarray]:
@@ -227,8 +257,8 @@ def session_options(threads: int) -> ort.SessionOptions:
 
 
 def load_model(folder: str | Path, threads: int = 0, tokenizer_python: str | None = None) -> ReferenceModel:
-    """Tokenizer, CPU sessions for text_encoder / unet / vae_decoder, scheduler config and the VAE
-    scaling factor of a diffusers ONNX model folder."""
+    """Tokenizer, CPU sessions for text_encoder / unet / vae_decoder (and vae_encoder when the
+    folder has one), scheduler config and the VAE scaling factor of a diffusers ONNX model folder."""
     folder = Path(folder)
     if (folder / "text_encoder_2").exists():
         raise SystemExit(f"{folder}: SDXL models are not supported by the reference pipeline")
@@ -237,6 +267,7 @@ def load_model(folder: str | Path, threads: int = 0, tokenizer_python: str | Non
         return ort.InferenceSession(str(folder / part / "model.onnx"), session_options(threads), providers=["CPUExecutionProvider"])
 
     text_encoder, unet, vae_decoder = session("text_encoder"), session("unet"), session("vae_decoder")
+    vae_encoder = session("vae_encoder") if (folder / "vae_encoder" / "model.onnx").exists() else None
     scaling_factor = DEFAULT_SCALING_FACTOR
     vae_config = folder / "vae_decoder" / "config.json"
     if vae_config.exists():
@@ -257,6 +288,8 @@ def load_model(folder: str | Path, threads: int = 0, tokenizer_python: str | Non
         hidden_dtype=ORT_TO_NP[unet_inputs["encoder_hidden_states"].type],
         decoder_dtype=ORT_TO_NP[vae_decoder.get_inputs()[0].type],
         unet_inputs=unet_inputs,
+        vae_encoder=vae_encoder,
+        encoder_dtype=ORT_TO_NP[vae_encoder.get_inputs()[0].type] if vae_encoder is not None else np.float32,
     )
 
 
@@ -311,6 +344,65 @@ def seeded_latents(seed: int, n: int, height: int, width: int) -> tuple[np.ndarr
     return latents.numpy(), generators
 
 
+def load_image(path: str | Path, width: int, height: int) -> np.ndarray:
+    """A source picture as diffusers' `VaeImageProcessor.preprocess` makes it: RGB, resized to
+    width x height with PIL's Lanczos when it is another size, `/ 255`, `2x - 1`; float32 [1, 3, H, W]."""
+    from PIL import Image
+
+    picture = Image.open(path).convert("RGB")
+    if picture.size != (width, height):
+        picture = picture.resize((width, height), resample=Image.LANCZOS)
+    pixels = np.array(picture).astype(np.float32) / 255.0
+    return np.ascontiguousarray(2.0 * pixels.transpose(2, 0, 1)[None] - 1.0, dtype=np.float32)
+
+
+def load_mask(path: str | Path, width: int, height: int) -> np.ndarray:
+    """An inpainting mask as diffusers' mask processor makes it (`do_convert_grayscale`,
+    `do_binarize`, no normalisation): grey level, white = repaint, resized with Lanczos when it is
+    another size, `/ 255`, then `< 0.5` → 0 and `>= 0.5` → 1; float32 [1, 1, H, W]. A PNG with any
+    transparency uses Easel's (OpenAI's) convention instead: transparent = repaint, i.e. `1 - alpha`."""
+    from PIL import Image
+
+    picture = Image.open(path)
+    grey = None
+    if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
+        alpha = np.array(picture.convert("RGBA"))[:, :, 3]
+        if alpha.min() < 255:
+            grey = Image.fromarray((255 - alpha).astype(np.uint8), mode="L")
+    if grey is None:
+        grey = picture.convert("L")
+    if grey.size != (width, height):
+        grey = grey.resize((width, height), resample=Image.LANCZOS)
+    mask = np.array(grey).astype(np.float32) / 255.0
+    mask[mask < 0.5] = 0.0
+    mask[mask >= 0.5] = 1.0
+    return np.ascontiguousarray(mask[None, None], dtype=np.float32)
+
+
+def encode_image(model: ReferenceModel, image: np.ndarray) -> np.ndarray:
+    """`vae_encoder(sample=image)[0]` × scaling factor, [1, 4, H/8, W/8]. Encoders that return the
+    distribution's parameters ([1, 8, ...]: mean, then log-variance) give their mean."""
+    if model.vae_encoder is None:
+        raise ValueError(f"{model.folder}: no vae_encoder, so the model cannot edit pictures")
+    out = model.run(model.vae_encoder, {"sample": image.astype(model.encoder_dtype)})[0].astype(np.float32)
+    if out.ndim != 4 or out.shape[1] not in (4, 8):
+        raise ValueError(f"{model.folder}: the VAE encoder returned shape {out.shape}")
+    return np.ascontiguousarray(out[:, :4] * model.scaling_factor, dtype=np.float32)
+
+
+def edit_timesteps(scheduler, steps: int, strength: float) -> torch.Tensor:
+    """diffusers' img2img / inpaint `get_timesteps`: the last `strength` share of the schedule;
+    sets the scheduler's begin index where it has one."""
+    init_timestep = min(int(steps * strength), steps)
+    t_start = max(steps - init_timestep, 0)
+    timesteps = scheduler.timesteps[t_start * scheduler.order :]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(t_start * scheduler.order)
+    if len(timesteps) == 0:
+        raise ValueError(f"strength {strength} with {steps} steps leaves no step to run")
+    return timesteps
+
+
 def generate(
     model: ReferenceModel,
     *,
@@ -323,13 +415,30 @@ def generate(
     schedule: str = "discrete",
     generators: list[torch.Generator] | None = None,
     trace: list | None = None,
+    image: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    strength: float = 1.0,
 ) -> np.ndarray:
     """Runs the pipeline from unit-variance `latents` [n, 4, h/8, w/8]. Returns float32 images
     [n, 3, H, W] in [0, 1]. Times go to `model.clock` (reset by the caller). With `trace` a list,
-    appends per evaluation a dict (t, scaled model input, guided noise_pred, latents after step)."""
+    appends per evaluation a dict (t, scaled model input, guided noise_pred, latents after step;
+    for inpainting also `stepped`, the latents after the step and before the blend).
+
+    With `image` ([1, 3, H, W] in [-1, 1], see `load_image`) it is an edit, as the module
+    docstring says: img2img, or inpainting with `mask` ([1, 1, H, W], 1 = repaint, see
+    `load_mask`); `latents` are then the noise added to the source's latents."""
     clock = model.clock
     latents = np.ascontiguousarray(latents, dtype=np.float32)
     n = latents.shape[0]
+    if mask is not None and image is None:
+        raise ValueError("a mask needs a source image")
+    if image is not None:
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], not {strength}")
+        if image.shape != (1, 3, latents.shape[2] * 8, latents.shape[3] * 8):
+            raise ValueError(f"the source image has shape {image.shape}; the latents {latents.shape} need [1, 3, H, W] of the output size")
+        if model.unet_inputs["sample"].shape[1] == 9:
+            raise ValueError(f"{model.folder}: 9-channel inpainting UNets are not supported by the reference pipeline")
     lcm_dim = None
     if "timestep_cond" in model.unet_inputs:
         lcm_dim = model.unet_inputs["timestep_cond"].shape[1]
@@ -350,7 +459,25 @@ def generate(
     started = time.perf_counter()
     scheduler = make_scheduler(model.scheduler_config, sampler, schedule)
     scheduler.set_timesteps(steps)
-    latents = latents * float(scheduler.init_noise_sigma)
+    timesteps = scheduler.timesteps
+    noise = torch.from_numpy(latents)
+    image_latents = mask_latents = None
+    if image is None:
+        latents = latents * float(scheduler.init_noise_sigma)
+    else:
+        # img2img / inpaint: `get_timesteps`, then `prepare_latents`
+        timesteps = edit_timesteps(scheduler, steps, strength)
+        image_latents = torch.from_numpy(encode_image(model, image)).repeat(n, 1, 1, 1)
+        if mask is not None and strength == 1.0:
+            # the inpaint pipeline's `is_strength_max`: pure noise
+            latents = latents * float(scheduler.init_noise_sigma)
+        else:
+            latents = scheduler.add_noise(image_latents, noise, timesteps[:1].repeat(n)).numpy()
+        if mask is not None:
+            # `prepare_mask_latents`: nearest-neighbour down to the latent size
+            mask_latents = torch.nn.functional.interpolate(torch.from_numpy(mask), size=latents.shape[2:])
+            mask_latents = mask_latents.repeat(n // mask_latents.shape[0], 1, 1, 1)
+    latents = np.ascontiguousarray(latents, dtype=np.float32)
     step_kwargs = {}
     step_params = inspect.signature(scheduler.step).parameters
     if "generator" in step_params and generators is not None:
@@ -362,7 +489,7 @@ def generate(
         extra_feeds["timestep_cond"] = guidance_scale_embedding(guidance - 1.0, lcm_dim, n).astype(model.sample_dtype)
 
     # 3. denoise
-    for t in scheduler.timesteps:
+    for i, t in enumerate(timesteps):
         model_input = np.concatenate([latents] * 2) if do_cfg else latents
         model_input = scheduler.scale_model_input(torch.from_numpy(model_input), t).cpu().numpy()
         timestep = np.array([t.item()]).astype(model.timestep_dtype)
@@ -377,9 +504,22 @@ def generate(
             uncond, cond = np.split(noise_pred, 2)
             noise_pred = uncond + guidance * (cond - uncond)
         out = scheduler.step(torch.from_numpy(noise_pred), t, torch.from_numpy(latents), **step_kwargs)
-        latents = out.prev_sample.numpy()
+        stepped = out.prev_sample
+        if mask_latents is not None:
+            # the inpaint pipeline for 4-channel UNets: keep the source outside the mask, noised
+            # to the level of the next timestep
+            init_latents_proper = image_latents
+            if i < len(timesteps) - 1:
+                noise_timestep = timesteps[i + 1]
+                init_latents_proper = scheduler.add_noise(init_latents_proper, noise, torch.tensor([noise_timestep]))
+            latents = ((1 - mask_latents) * init_latents_proper + mask_latents * stepped).numpy()
+        else:
+            latents = stepped.numpy()
         if trace is not None:
-            trace.append({"t": t.item(), "model_input": model_input, "noise_pred": noise_pred, "latents": latents.copy()})
+            entry = {"t": t.item(), "model_input": model_input, "noise_pred": noise_pred, "latents": latents.copy()}
+            if mask_latents is not None:
+                entry["stepped"] = stepped.numpy().copy()
+            trace.append(entry)
     clock.denoise += time.perf_counter() - started
 
     # 4. decode, one image at a time
@@ -434,6 +574,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--schedule", choices=SCHEDULES, default="discrete")
     parser.add_argument("--seed", type=int, default=0, help="image i: torch.randn from a CPU generator seeded with seed + i")
     parser.add_argument("--latents", help="unit-variance initial latents [n, 4, h/8, w/8], float32 .npy (instead of --seed noise)")
+    parser.add_argument("--image", help="edit this picture (img2img; resized to --size if it is another size)")
+    parser.add_argument("--mask", help="with --image: inpaint; white (or, in a PNG with transparency, transparent) = repaint")
+    parser.add_argument("--strength", type=float, default=0.6, help="with --image: the share of the schedule that runs, 0-1 (default 0.6)")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     parser.add_argument("--repeat", type=int, default=0, help="one warm-up, then this many timed runs")
     parser.add_argument("--json", action="store_true", help="print one JSON line with the timings")
@@ -444,7 +587,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_grad_enabled(False)
     torch.set_num_threads(1)  # scheduler arithmetic only; keep the cores for onnxruntime
     width, height = args.size
+    if args.mask and not args.image:
+        parser.error("--mask needs --image")
+    if args.image and not 0.0 <= args.strength <= 1.0:
+        parser.error("--strength must be between 0 and 1")
     model = load_model(args.model, args.threads, args.tokenizer_python)
+    source = load_image(args.image, width, height) if args.image else None
+    mask = load_mask(args.mask, width, height) if args.mask else None
     if args.latents:
         unit = np.load(args.latents).astype(np.float32)
         expected = (args.n, 4, height // 8, width // 8)
@@ -472,6 +621,9 @@ def main(argv: list[str] | None = None) -> None:
             sampler=args.sampler,
             schedule=args.schedule,
             generators=generators,
+            image=source,
+            mask=mask,
+            strength=args.strength,
         )
         encode_started = time.perf_counter()
         pngs = [to_png_bytes(image) for image in images]

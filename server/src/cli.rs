@@ -254,7 +254,10 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
             Some(p) => Some(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?),
             None => None,
         };
-        params.edit = Some(edit::edit_input(&source, mask.as_deref(), args.strength, size).map_err(|e| e.to_string())?);
+        params.edit = Some(
+            edit::edit_input(&source, mask.as_deref(), args.strength, size)
+                .map_err(|e| e.to_string())?,
+        );
     }
     let request =
         request::resolve(params, &entry, SizePolicy::AnyMultipleOf8).map_err(|e| e.to_string())?;

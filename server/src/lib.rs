@@ -80,6 +80,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         engine,
         providers,
         runs: RunRegistry::default(),
+        studio: RunRegistry::default(),
         leptos,
     })
 }

@@ -18,7 +18,13 @@ pub struct Confirm {
 
 impl Confirm {
     /// Asks first; runs `action` only when the user confirms.
-    pub fn ask(&self, title: impl Into<String>, message: impl Into<String>, confirm: impl Into<String>, action: impl Fn() + Send + Sync + 'static) {
+    pub fn ask(
+        &self,
+        title: impl Into<String>,
+        message: impl Into<String>,
+        confirm: impl Into<String>,
+        action: impl Fn() + Send + Sync + 'static,
+    ) {
         self.pending.set(Some(Request {
             title: title.into(),
             message: message.into(),
@@ -29,7 +35,9 @@ impl Confirm {
 }
 
 pub fn provide_confirm() {
-    provide_context(Confirm { pending: RwSignal::new(None) });
+    provide_context(Confirm {
+        pending: RwSignal::new(None),
+    });
 }
 
 pub fn use_confirm() -> Confirm {

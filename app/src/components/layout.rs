@@ -31,7 +31,10 @@ pub fn conversation_starter() -> impl Fn(Option<String>) + Clone + 'static {
     move |agent_id: Option<String>| {
         let navigate = navigate.clone();
         spawn_local(async move {
-            let body = CreateConversation { agent_id, ..Default::default() };
+            let body = CreateConversation {
+                agent_id,
+                ..Default::default()
+            };
             match client::send::<_, Conversation>("POST", "/api/conversations", &body).await {
                 Ok(c) => {
                     app.refresh_conversations();
@@ -149,8 +152,17 @@ fn ConversationItem(conversation: Conversation) -> impl IntoView {
         title.set(value.clone());
         let id = id.get_value();
         spawn_local(async move {
-            let body = UpdateConversation { title: Some(value), ..Default::default() };
-            match client::send::<_, Conversation>("PATCH", &format!("/api/conversations/{id}"), &body).await {
+            let body = UpdateConversation {
+                title: Some(value),
+                ..Default::default()
+            };
+            match client::send::<_, Conversation>(
+                "PATCH",
+                &format!("/api/conversations/{id}"),
+                &body,
+            )
+            .await
+            {
                 Ok(_) => app.refresh_conversations(),
                 Err(e) => toasts.error(e.message),
             }
@@ -161,7 +173,9 @@ fn ConversationItem(conversation: Conversation) -> impl IntoView {
         let navigate = navigate.clone();
         confirm.ask(
             "Delete conversation?",
-            format!("“{name}” and all its messages and images will be deleted. This cannot be undone."),
+            format!(
+                "“{name}” and all its messages and images will be deleted. This cannot be undone."
+            ),
             "Delete",
             move || {
                 let id = id.get_value();

@@ -44,7 +44,11 @@ impl Viewer {
 }
 
 pub fn provide_viewer() {
-    provide_context(Viewer { images: RwSignal::new(Vec::new()), index: RwSignal::new(None), opener: StoredValue::new(None) });
+    provide_context(Viewer {
+        images: RwSignal::new(Vec::new()),
+        index: RwSignal::new(None),
+        opener: StoredValue::new(None),
+    });
 }
 
 pub fn use_viewer() -> Viewer {
@@ -74,7 +78,12 @@ pub fn ImageViewer() -> impl IntoView {
             }
         }
     });
-    let current = move || viewer.index.get().and_then(|i| viewer.images.with(|list| list.get(i).cloned()));
+    let current = move || {
+        viewer
+            .index
+            .get()
+            .and_then(|i| viewer.images.with(|list| list.get(i).cloned()))
+    };
     let count = move || viewer.images.with(Vec::len);
     view! {
         <Show when=move || viewer.index.get().is_some()>

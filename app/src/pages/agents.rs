@@ -126,7 +126,9 @@ fn AgentEditor(id: String) -> impl IntoView {
     let load_versions = move || {
         if let Some(id) = agent_id.get_untracked() {
             spawn_local(async move {
-                if let Ok(list) = client::get::<Vec<AgentVersion>>(&format!("/api/agents/{id}/versions")).await {
+                if let Ok(list) =
+                    client::get::<Vec<AgentVersion>>(&format!("/api/agents/{id}/versions")).await
+                {
                     versions.set(list);
                 }
             });
@@ -152,7 +154,11 @@ fn AgentEditor(id: String) -> impl IntoView {
                 description: description.get_untracked(),
                 instructions: instructions.get_untracked(),
                 model: Some(model.get_untracked()).filter(|m| !m.is_empty()),
-                meta: AgentMeta { internal_tools: InternalTools { image_creation: image_creation.get_untracked() } },
+                meta: AgentMeta {
+                    internal_tools: InternalTools {
+                        image_creation: image_creation.get_untracked(),
+                    },
+                },
             };
             if input.name.trim().is_empty() {
                 toasts.error("Give the agent a name.");
@@ -162,7 +168,9 @@ fn AgentEditor(id: String) -> impl IntoView {
             let navigate = navigate.clone();
             spawn_local(async move {
                 let result = match agent_id.get_untracked() {
-                    Some(id) => client::send::<_, Agent>("PUT", &format!("/api/agents/{id}"), &input).await,
+                    Some(id) => {
+                        client::send::<_, Agent>("PUT", &format!("/api/agents/{id}"), &input).await
+                    }
                     None => client::send::<_, Agent>("POST", "/api/agents", &input).await,
                 };
                 saving.set(false);
@@ -187,10 +195,15 @@ fn AgentEditor(id: String) -> impl IntoView {
         let navigate = navigate.clone();
         confirm.ask(
             "Delete agent?",
-            format!("“{}” and its versions will be deleted. Conversations with it stay.", name.get_untracked()),
+            format!(
+                "“{}” and its versions will be deleted. Conversations with it stay.",
+                name.get_untracked()
+            ),
             "Delete",
             move || {
-                let Some(id) = agent_id.get_untracked() else { return };
+                let Some(id) = agent_id.get_untracked() else {
+                    return;
+                };
                 let navigate = navigate.clone();
                 spawn_local(async move {
                     match client::call("DELETE", &format!("/api/agents/{id}")).await {

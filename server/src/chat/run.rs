@@ -97,7 +97,8 @@ impl RunHandle {
         self.counter.send_replace(count);
     }
 
-    /// Appends an `image.progress` event and strips the preview from that image's previous one.
+    /// Appends an `image.progress` event; when it carries a preview, the preview of that image's
+    /// previous event is dropped (a replay only needs the newest picture).
     pub fn emit_progress(&self, payload: &app::api::events::ImageProgress) {
         let Ok(text) = serde_json::to_string(payload) else {
             return;
@@ -107,7 +108,12 @@ impl RunHandle {
             if log.ended {
                 return;
             }
-            if let Some(&previous) = log.last_progress.get(&payload.index) {
+            let previous = if payload.preview.is_some() {
+                log.last_progress.get(&payload.index).copied()
+            } else {
+                None
+            };
+            if let Some(previous) = previous {
                 if let Some(old) = log.events.get_mut(previous) {
                     if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&old.data) {
                         if value.get("preview").is_some() {
@@ -125,8 +131,10 @@ impl RunHandle {
                 name: app::api::events::IMAGE_PROGRESS,
                 data: text.into(),
             });
-            let position = log.events.len() - 1;
-            log.last_progress.insert(payload.index, position);
+            if payload.preview.is_some() {
+                let position = log.events.len() - 1;
+                log.last_progress.insert(payload.index, position);
+            }
             log.events.len() as u64
         };
         self.counter.send_replace(count);

@@ -37,6 +37,8 @@ pub struct AppState {
     pub engine: ImageEngine,
     pub providers: Providers,
     pub runs: RunRegistry,
+    /// Image Studio jobs (same event machinery as chat runs, no conversation).
+    pub studio: RunRegistry,
     pub leptos: LeptosOptions,
 }
 

@@ -36,7 +36,7 @@ struct EventsQuery {
     after: Option<u64>,
 }
 
-type EventStream = BoxStream<'static, Result<Event, Infallible>>;
+pub(super) type EventStream = BoxStream<'static, Result<Event, Infallible>>;
 
 async fn events(
     State(state): State<AppState>,
@@ -85,7 +85,7 @@ async fn events(
 }
 
 /// Replays events after `after`, then follows the run until its last event.
-fn live(run: Arc<RunHandle>, after: u64) -> EventStream {
+pub(super) fn live(run: Arc<RunHandle>, after: u64) -> EventStream {
     let receiver = run.subscribe();
     Box::pin(
         stream::unfold(

@@ -29,11 +29,17 @@ pub fn source_pixels(rgb: &RgbImage, w: u32, h: u32) -> Vec<f32> {
 /// (a PNG whose *transparent* pixels mark the area to edit) and the usual painted mask (white
 /// = change, black = keep) when the image has no transparency at all.
 pub fn mask_from_image(bytes: &[u8], w: u32, h: u32) -> Result<Vec<f32>, EncodeError> {
-    let image = image::load_from_memory(bytes).map_err(|e| EncodeError::new(format!("the mask is not a readable image: {e}")))?;
+    let image = image::load_from_memory(bytes)
+        .map_err(|e| EncodeError::new(format!("the mask is not a readable image: {e}")))?;
     let image = if image.dimensions() == (w, h) {
         image
     } else {
-        DynamicImage::ImageRgba8(image::imageops::resize(&image.to_rgba8(), w, h, image::imageops::FilterType::Triangle))
+        DynamicImage::ImageRgba8(image::imageops::resize(
+            &image.to_rgba8(),
+            w,
+            h,
+            image::imageops::FilterType::Triangle,
+        ))
     };
     let rgba = image.to_rgba8();
     let uses_alpha = rgba.pixels().any(|p| p.0[3] < 255);
@@ -43,7 +49,8 @@ pub fn mask_from_image(bytes: &[u8], w: u32, h: u32) -> Result<Vec<f32>, EncodeE
             if uses_alpha {
                 1.0 - f32::from(p.0[3]) / 255.0
             } else {
-                (0.299 * f32::from(p.0[0]) + 0.587 * f32::from(p.0[1]) + 0.114 * f32::from(p.0[2])) / 255.0
+                (0.299 * f32::from(p.0[0]) + 0.587 * f32::from(p.0[1]) + 0.114 * f32::from(p.0[2]))
+                    / 255.0
             }
         })
         .collect())
@@ -58,7 +65,12 @@ pub fn fit_size((w, h): (u32, u32), max_side: u32) -> (u32, u32) {
 }
 
 /// Builds the engine's edit input; a mask that asks to change nothing means plain img2img.
-pub fn edit_input(source: &RgbImage, mask: Option<&[u8]>, strength: f32, (w, h): (u32, u32)) -> Result<EditInput, EncodeError> {
+pub fn edit_input(
+    source: &RgbImage,
+    mask: Option<&[u8]>,
+    strength: f32,
+    (w, h): (u32, u32),
+) -> Result<EditInput, EncodeError> {
     let mask = match mask {
         Some(bytes) => {
             let m = mask_from_image(bytes, w, h)?;
@@ -67,7 +79,11 @@ pub fn edit_input(source: &RgbImage, mask: Option<&[u8]>, strength: f32, (w, h):
         }
         None => None,
     };
-    Ok(EditInput { image: source_pixels(source, w, h), mask, strength })
+    Ok(EditInput {
+        image: source_pixels(source, w, h),
+        mask,
+        strength,
+    })
 }
 
 #[cfg(test)]
@@ -77,7 +93,8 @@ mod tests {
 
     fn png(img: &RgbaImage) -> Vec<u8> {
         let mut out = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
         out
     }
 
@@ -109,6 +126,9 @@ mod tests {
     fn an_empty_mask_means_img2img() {
         let src = RgbImage::new(64, 64);
         let empty = png(&RgbaImage::from_pixel(64, 64, Rgba([0, 0, 0, 255])));
-        assert!(edit_input(&src, Some(&empty), 0.5, (64, 64)).unwrap().mask.is_none());
+        assert!(edit_input(&src, Some(&empty), 0.5, (64, 64))
+            .unwrap()
+            .mask
+            .is_none());
     }
 }

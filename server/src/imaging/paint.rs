@@ -23,9 +23,16 @@ pub struct Painted {
 
 /// What a caller sees while a request is painted.
 pub enum PaintEvent<'a> {
-    Queued { position: usize },
+    Queued {
+        position: usize,
+    },
     /// A step of images `first..first + previews.len()`; previews as the rate asked.
-    Step { first: u32, step: u32, steps: u32, previews: &'a [Option<RgbImage>] },
+    Step {
+        first: u32,
+        step: u32,
+        steps: u32,
+        previews: &'a [Option<RgbImage>],
+    },
     Painted(&'a Painted),
 }
 
@@ -76,6 +83,8 @@ pub async fn paint(
     match outcome {
         Some(Ok(_)) => Ok(painted),
         Some(Err(e)) => Err(e),
-        None => Err(EngineError::Failed("the image job ended without a result".into())),
+        None => Err(EngineError::Failed(
+            "the image job ended without a result".into(),
+        )),
     }
 }

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 use super::{styles, ToolContext, ToolImage, ToolOutcome};
 use crate::chat::llm::ToolSpec;
 use crate::imaging::diffusion::pipeline::EditInput;
-use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
 use crate::imaging::edit::source_pixels;
 use crate::imaging::paint::{paint, PaintEvent};
+use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
 use crate::imaging::{encode, EngineError};
 
 pub const NAME: &str = "image_generator";
@@ -244,43 +244,58 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
         strength: edit.as_ref().map(|(_, s)| *s),
     };
     let mut images: Vec<ToolImage> = Vec::new();
-    let result = paint(ctx.engine, &request, ctx.cancel.clone(), |event| match event {
-        PaintEvent::Queued { position } => ctx.sink.image_queued(ImageQueued {
-            tool_call_id: ctx.call_id.to_string(),
-            count: request.n,
-            first_index: ctx.first_index,
-            width: request.width,
-            height: request.height,
-            prompt: args.prompt.clone(),
-            queue_position: position,
-        }),
-        PaintEvent::Step { first, step, steps, previews } => {
-            for (k, preview) in previews.iter().enumerate() {
-                ctx.sink.image_progress(ImageProgress {
-                    index: ctx.first_index + first + k as u32,
-                    step,
-                    steps,
-                    preview: preview.as_ref().and_then(encode::preview_data_url),
-                });
+    let result = paint(
+        ctx.engine,
+        &request,
+        ctx.cancel.clone(),
+        |event| match event {
+            PaintEvent::Queued { position } => ctx.sink.image_queued(ImageQueued {
+                tool_call_id: ctx.call_id.to_string(),
+                count: request.n,
+                first_index: ctx.first_index,
+                width: request.width,
+                height: request.height,
+                prompt: args.prompt.clone(),
+                queue_position: position,
+            }),
+            PaintEvent::Step {
+                first,
+                step,
+                steps,
+                previews,
+            } => {
+                for (k, preview) in previews.iter().enumerate() {
+                    ctx.sink.image_progress(ImageProgress {
+                        index: ctx.first_index + first + k as u32,
+                        step,
+                        steps,
+                        preview: preview.as_ref().and_then(encode::preview_data_url),
+                    });
+                }
             }
-        }
-        PaintEvent::Painted(p) => {
-            let image = ToolImage {
-                id: crate::store::new_id(),
-                index: ctx.first_index + p.index,
-                width: p.width,
-                height: p.height,
-                seed: p.seed,
-                png: p.png.clone(),
-                thumbnail: p.thumbnail.clone(),
-                metadata: metadata_of(p.seed),
-            };
-            ctx.sink.image_ready(&image);
-            images.push(image);
-        }
-    })
+            PaintEvent::Painted(p) => {
+                let image = ToolImage {
+                    id: crate::store::new_id(),
+                    index: ctx.first_index + p.index,
+                    width: p.width,
+                    height: p.height,
+                    seed: p.seed,
+                    png: p.png.clone(),
+                    thumbnail: p.thumbnail.clone(),
+                    metadata: metadata_of(p.seed),
+                };
+                ctx.sink.image_ready(&image);
+                images.push(image);
+            }
+        },
+    )
     .await;
-    let listed = |images: &[ToolImage]| images.iter().map(|i| json!({"id": i.id, "seed": i.seed})).collect::<Vec<_>>();
+    let listed = |images: &[ToolImage]| {
+        images
+            .iter()
+            .map(|i| json!({"id": i.id, "seed": i.seed}))
+            .collect::<Vec<_>>()
+    };
     match result {
         Ok(_) => {
             let result = json!({
@@ -293,7 +308,12 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
                 "images": listed(&images),
                 "note": "The images are already shown to the user. Do not repeat ids or links. To change one, call image_generator again with source_image set to its id (or reuse its seed)."
             });
-            ToolOutcome { result: result.to_string(), is_error: false, images, cancelled: false }
+            ToolOutcome {
+                result: result.to_string(),
+                is_error: false,
+                images,
+                cancelled: false,
+            }
         }
         Err(EngineError::Cancelled) => ToolOutcome {
             result: json!({"status": "cancelled", "images": listed(&images)}).to_string(),
@@ -301,7 +321,10 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
             images,
             cancelled: true,
         },
-        Err(e) => ToolOutcome { images, ..ToolOutcome::error(e.to_string()) },
+        Err(e) => ToolOutcome {
+            images,
+            ..ToolOutcome::error(e.to_string())
+        },
     }
 }
 

@@ -21,15 +21,23 @@ Contents:
 * `latents_{n}x4x{h}x{w}.npy`: unit-variance initial latents,
   `np.random.RandomState(42).randn(n, 4, h, w).astype(np.float32)`, one file per shape;
 * `<model>/<sampler>-<schedule>[-n2][-g1].npy`: float32 images [n, 3, H, W] in [0, 1];
+* edits: `source_64.png`, a 64x64 RGB picture (gradients and a few shapes), and `mask_64.png`,
+  an opaque greyscale mask, white (repaint) on the left 32 columns and black elsewhere: aligned
+  to the 8x8 latent blocks, so Easel's mean over each block and diffusers' nearest-neighbour
+  `interpolate` give the same latent mask; `<model>/img2img-<sampler>-<schedule>-s<strength>.npy`
+  and `<model>/inpaint-<sampler>-<schedule>-s<strength>.npy` (the reference pipeline's img2img =
+  StableDiffusionImg2ImgPipeline and 4-channel inpainting = StableDiffusionInpaintPipeline, the
+  latents file being the noise);
 * `manifest.json`: `{"cases": [{"name", "model", "prompt", "negative", "n", "width", "height",
-  "steps", "guidance", "sampler", "schedule", "latents", "expected"}, ...], ...}`; paths are
-  relative to the folder, models are folder names under tests/assets/models.
+  "steps", "guidance", "sampler", "schedule", "latents", "expected"}, ...], ...}`; edit cases add
+  `"image"`, `"strength"` and, for inpainting, `"mask"`; paths are relative to the folder, models
+  are folder names under tests/assets/models.
 
 A case is reproduced with
 `easel generate --model <model> --prompt P --negative N -n n --size WxH --steps S --guidance G
---sampler S --schedule S --latents <latents> --npy --out DIR` (EASEL_MODELS_DIR=tests/assets/models),
-which writes image i as `easel-<seed>-<i>.npy` [3, H, W]; compare with `expected[i]`
-(max abs difference ≤ 1e-3 expected).
+--sampler S --schedule S --latents <latents> [--image <image> [--mask <mask>] --strength S]
+--npy --out DIR` (EASEL_MODELS_DIR=tests/assets/models), which writes image i as
+`easel-<seed>-<i>.npy` [3, H, W]; compare with `expected[i]` (max abs difference ≤ 1e-3 expected).
 """
 
 from __future__ import annotations
@@ -55,6 +63,30 @@ NEGATIVE = "blurry, low quality"
 WIDTH = HEIGHT = 64
 STEPS = 6
 GUIDANCE = 7.5
+SOURCE = "source_64.png"
+MASK = "mask_64.png"
+
+
+def source_pixels() -> np.ndarray:
+    """The edit cases' source: 64x64 RGB uint8, smooth gradients with a disc, a bar and a ring."""
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float64)
+    r = 40 + 170 * x / (WIDTH - 1)
+    g = 70 + 140 * y / (HEIGHT - 1)
+    b = 200 - 110 * (x + y) / (WIDTH + HEIGHT - 2)
+    rgb = np.stack([r, g, b], axis=-1)
+    disc = (x - 44) ** 2 + (y - 20) ** 2 <= 11**2
+    rgb[disc] = (235, 200, 40)
+    rgb[40:54, 6:30] = (30, 40, 110)
+    ring = np.abs(np.hypot(x - 46, y - 48) - 9) <= 2
+    rgb[ring] = (200, 50, 60)
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+def mask_pixels() -> np.ndarray:
+    """The inpaint cases' mask: 64x64 uint8, 255 (repaint) on the left 32 columns, 0 elsewhere."""
+    mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
+    mask[:, : WIDTH // 2] = 255
+    return mask
 
 
 def cases() -> list[dict]:
@@ -80,6 +112,29 @@ def cases() -> list[dict]:
             }
         )
 
+    def edit(model, sampler, schedule, strength, masked=False):
+        name = f"{'inpaint' if masked else 'img2img'}-{sampler}-{schedule}-s{strength}"
+        out.append(
+            {
+                "name": f"{model}/{name}",
+                "model": model,
+                "prompt": PROMPT,
+                "negative": NEGATIVE,
+                "n": 1,
+                "width": WIDTH,
+                "height": HEIGHT,
+                "steps": STEPS,
+                "guidance": GUIDANCE,
+                "sampler": sampler,
+                "schedule": schedule,
+                "latents": f"latents_1x4x{HEIGHT // 8}x{WIDTH // 8}.npy",
+                "image": SOURCE,
+                **({"mask": MASK} if masked else {}),
+                "strength": strength,
+                "expected": f"{model}/{name}.npy",
+            }
+        )
+
     for sampler in ("euler", "heun", "dpm2", "dpm++2m"):
         for schedule in ("discrete", "karras"):
             case("tiny-sd", sampler, schedule)
@@ -88,6 +143,13 @@ def cases() -> list[dict]:
     case("tiny-sd", "euler", "discrete", guidance=1.0)
     case("tiny-sd2-v", "euler", "discrete")
     case("tiny-sd2-v", "dpm++2m", "karras")
+    edit("tiny-sd", "euler", "discrete", 0.6)
+    edit("tiny-sd", "ddim", "discrete", 0.5)
+    edit("tiny-sd", "dpm++2m", "karras", 0.75)
+    edit("tiny-sd", "heun", "discrete", 0.5)  # second order: the begin index is 2 * t_start
+    edit("tiny-sd", "euler", "discrete", 1.0, masked=True)
+    edit("tiny-sd", "euler", "discrete", 0.7, masked=True)
+    edit("tiny-sd2-v", "euler", "discrete", 0.6)  # 8-channel `latent_parameters` encoder, v-prediction
     return out
 
 
@@ -95,12 +157,16 @@ def main() -> None:
     import diffusers
     import onnxruntime
     import torch
+    from PIL import Image
 
     torch.set_grad_enabled(False)
     torch.set_num_threads(1)
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
+
+    Image.fromarray(source_pixels(), mode="RGB").save(OUT / SOURCE)
+    Image.fromarray(mask_pixels(), mode="L").save(OUT / MASK)
 
     models: dict[str, ref.ReferenceModel] = {}
     all_cases = cases()
@@ -120,19 +186,22 @@ def main() -> None:
             guidance=c["guidance"],
             sampler=c["sampler"],
             schedule=c["schedule"],
+            image=ref.load_image(OUT / c["image"], c["width"], c["height"]) if "image" in c else None,
+            mask=ref.load_mask(OUT / c["mask"], c["width"], c["height"]) if "mask" in c else None,
+            strength=c.get("strength", 1.0),
         )
         assert images.shape == (c["n"], 3, c["height"], c["width"]) and images.dtype == np.float32
         assert np.isfinite(images).all()
         expected = OUT / c["expected"]
         expected.parent.mkdir(parents=True, exist_ok=True)
         np.save(expected, images)
-        print(f"{c['name']:28} mean={images.mean():.4f} std={images.std():.4f}")
+        print(f"{c['name']:40} mean={images.mean():.4f} std={images.std():.4f}")
 
     tokenizers = sorted({m.tokenizer.kind for m in models.values()})
     import transformers
 
     manifest = {
-        "about": "Reference images of the tiny test models; written by tests/assets/make_reference_images.py",
+        "about": "Reference images (text-to-image, img2img, inpainting) of the tiny test models; written by tests/assets/make_reference_images.py",
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,

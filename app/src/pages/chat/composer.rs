@@ -41,13 +41,31 @@ pub fn Composer(
             let _ = b.focus();
         }
     };
-    let image_on = Signal::derive(move || conversation.get().map(|c| c.internal_tools.image_creation).unwrap_or(false));
+    let image_on = Signal::derive(move || {
+        conversation
+            .get()
+            .map(|c| c.internal_tools.image_creation)
+            .unwrap_or(false)
+    });
     let unavailable = Signal::derive(move || !app.images_available());
     let toggle_images = Callback::new(move |wanted: bool| {
-        let Some(c) = conversation.get_untracked() else { return };
+        let Some(c) = conversation.get_untracked() else {
+            return;
+        };
         spawn_local(async move {
-            let body = UpdateConversation { internal_tools: Some(InternalTools { image_creation: wanted }), ..Default::default() };
-            match client::send::<_, Conversation>("PATCH", &format!("/api/conversations/{}", c.id), &body).await {
+            let body = UpdateConversation {
+                internal_tools: Some(InternalTools {
+                    image_creation: wanted,
+                }),
+                ..Default::default()
+            };
+            match client::send::<_, Conversation>(
+                "PATCH",
+                &format!("/api/conversations/{}", c.id),
+                &body,
+            )
+            .await
+            {
                 Ok(updated) => {
                     conversation.set(Some(updated));
                     toasts.info("Internal tools configuration updated");

@@ -26,15 +26,23 @@ pub fn MessageView(message: Shown, on_deleted: Callback<()>) -> impl IntoView {
             view! { <div class="markdown" inner_html=markdown::to_html(&text)></div> }.into_any()
         }
     };
-    let status = move || match message.status.get().as_str() {
+    let status = move || {
+        match message.status.get().as_str() {
         "running" if message.content.with(String::is_empty) && message.slots.with(Vec::is_empty) => {
             Some(view! { <p class="typing" role="status" aria-label="The assistant is writing">"● ● ●"</p> }.into_any())
         }
         "cancelled" => Some(view! { <p class="note">"Stopped before it was finished."</p> }.into_any()),
         _ => None,
+    }
     };
     // The message's finished images, in order, for paging in the viewer.
-    let images = Memo::new(move |_| message.slots.with(|s| s.iter().filter_map(|s| s.image.clone()).collect::<Vec<Image>>()));
+    let images = Memo::new(move |_| {
+        message.slots.with(|s| {
+            s.iter()
+                .filter_map(|s| s.image.clone())
+                .collect::<Vec<Image>>()
+        })
+    });
     view! {
         <article class="message" class:from-user=is_user class:from-assistant=!is_user aria-label=if is_user { "You" } else { "Assistant" }>
             {body}
@@ -53,11 +61,23 @@ pub fn MessageView(message: Shown, on_deleted: Callback<()>) -> impl IntoView {
 }
 
 #[component]
-fn ImageTile(tile: Slot, images: Memo<Vec<Image>>, message: Shown, on_deleted: Callback<()>) -> impl IntoView {
+fn ImageTile(
+    tile: Slot,
+    images: Memo<Vec<Image>>,
+    message: Shown,
+    on_deleted: Callback<()>,
+) -> impl IntoView {
     match tile.image {
-        Some(image) => view! { <Thumbnail image=image images=images message=message on_deleted=on_deleted/> }.into_any(),
+        Some(image) => {
+            view! { <Thumbnail image=image images=images message=message on_deleted=on_deleted/> }
+                .into_any()
+        }
         None => {
-            let label = if tile.steps > 0 { format!("Painting, step {} of {}", tile.step, tile.steps) } else { "Queued".to_string() };
+            let label = if tile.steps > 0 {
+                format!("Painting, step {} of {}", tile.step, tile.steps)
+            } else {
+                "Queued".to_string()
+            };
             let percent = (tile.step * 100).checked_div(tile.steps).unwrap_or(0);
             view! {
                 <figure class="image-tile placeholder" role="img" aria-label=format!("{label}: {}", tile.prompt)>
@@ -74,13 +94,22 @@ fn ImageTile(tile: Slot, images: Memo<Vec<Image>>, message: Shown, on_deleted: C
 }
 
 #[component]
-fn Thumbnail(image: Image, images: Memo<Vec<Image>>, message: Shown, on_deleted: Callback<()>) -> impl IntoView {
+fn Thumbnail(
+    image: Image,
+    images: Memo<Vec<Image>>,
+    message: Shown,
+    on_deleted: Callback<()>,
+) -> impl IntoView {
     let viewer = use_viewer();
     let toasts = use_toasts();
     let confirm = use_confirm();
     let composer = use_context::<ComposerText>();
     let prompt = user_prompt(&image);
-    let alt = if prompt.is_empty() { "Generated image".to_string() } else { prompt.clone() };
+    let alt = if prompt.is_empty() {
+        "Generated image".to_string()
+    } else {
+        prompt.clone()
+    };
     let button_id = format!("thumb-{}", image.id);
     let id = StoredValue::new(image.id.clone());
     let seed = image.metadata.seed;
@@ -88,7 +117,10 @@ fn Thumbnail(image: Image, images: Memo<Vec<Image>>, message: Shown, on_deleted:
         let button_id = button_id.clone();
         move || {
             let list = images.get_untracked();
-            let index = list.iter().position(|i| i.id == id.get_value()).unwrap_or(0);
+            let index = list
+                .iter()
+                .position(|i| i.id == id.get_value())
+                .unwrap_or(0);
             viewer.open(list, index, button_id.clone());
         }
     };
@@ -104,19 +136,29 @@ fn Thumbnail(image: Image, images: Memo<Vec<Image>>, message: Shown, on_deleted:
         }
     };
     let delete = move || {
-        confirm.ask("Delete image?", "The image will be removed from this conversation.", "Delete", move || {
-            let image_id = id.get_value();
-            spawn_local(async move {
-                match client::call("DELETE", &format!("/api/images/{image_id}")).await {
-                    Ok(()) => {
-                        message.slots.update(|s| s.retain(|slot| slot.image.as_ref().map(|i| i.id.as_str()) != Some(image_id.as_str())));
-                        toasts.info("Image deleted");
-                        on_deleted.run(());
+        confirm.ask(
+            "Delete image?",
+            "The image will be removed from this conversation.",
+            "Delete",
+            move || {
+                let image_id = id.get_value();
+                spawn_local(async move {
+                    match client::call("DELETE", &format!("/api/images/{image_id}")).await {
+                        Ok(()) => {
+                            message.slots.update(|s| {
+                                s.retain(|slot| {
+                                    slot.image.as_ref().map(|i| i.id.as_str())
+                                        != Some(image_id.as_str())
+                                })
+                            });
+                            toasts.info("Image deleted");
+                            on_deleted.run(());
+                        }
+                        Err(e) => toasts.error(e.message),
                     }
-                    Err(e) => toasts.error(e.message),
-                }
-            });
-        });
+                });
+            },
+        );
     };
     view! {
         <figure class="image-tile">

@@ -10,7 +10,10 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::api::events as ev;
-use crate::api::{Conversation, ConversationDetail, ErrorDetail, Image, Message, PostMessage, PostMessageResponse, UpdateConversation};
+use crate::api::{
+    Conversation, ConversationDetail, ErrorDetail, Image, Message, PostMessage,
+    PostMessageResponse, UpdateConversation,
+};
 use crate::client::{self, RunEvents};
 use crate::components::confirm::use_confirm;
 use crate::components::icons::{Icon, Svg};
@@ -81,7 +84,11 @@ impl Shown {
             .iter()
             .filter(|c| c.is_error)
             .filter_map(|c| serde_json::from_str::<serde_json::Value>(&c.result).ok())
-            .filter_map(|v| v.get("error").and_then(|e| e.as_str()).map(|e| format!("Image generation: {e}")))
+            .filter_map(|v| {
+                v.get("error")
+                    .and_then(|e| e.as_str())
+                    .map(|e| format!("Image generation: {e}"))
+            })
             .collect();
         self.content.set(m.content);
         self.status.set(m.status);
@@ -141,7 +148,11 @@ fn ConversationView(id: String) -> impl IntoView {
     let load = move |attach_to_run: bool| {
         let conversation_id = id.get_value();
         spawn_local(async move {
-            match client::get::<ConversationDetail>(&format!("/api/conversations/{conversation_id}?images=url")).await {
+            match client::get::<ConversationDetail>(&format!(
+                "/api/conversations/{conversation_id}?images=url"
+            ))
+            .await
+            {
                 Ok(detail) => {
                     let active = detail.conversation.active_run_id.clone();
                     conversation.set(Some(detail.conversation));
@@ -161,13 +172,28 @@ fn ConversationView(id: String) -> impl IntoView {
                     list.clear();
                     messages.set(fresh);
                     if attach_to_run {
-                        let target = messages.get_untracked().into_iter().rev().find(|m| m.status.get_untracked() == "running");
+                        let target = messages
+                            .get_untracked()
+                            .into_iter()
+                            .rev()
+                            .find(|m| m.status.get_untracked() == "running");
                         if let (Some(run), Some(target)) = (active, target) {
-                            follow(run, target, running, subscription, toasts, Callback::new(move |_| load_after_run(id, conversation, messages, app)));
+                            follow(
+                                run,
+                                target,
+                                running,
+                                subscription,
+                                toasts,
+                                Callback::new(move |_| {
+                                    load_after_run(id, conversation, messages, app)
+                                }),
+                            );
                         }
                     }
                 }
-                Err(e) if e.status == 404 => load_error.set(Some("This conversation does not exist (any more).".into())),
+                Err(e) if e.status == 404 => {
+                    load_error.set(Some("This conversation does not exist (any more).".into()))
+                }
                 Err(e) => load_error.set(Some(e.message)),
             }
         });
@@ -182,18 +208,43 @@ fn ConversationView(id: String) -> impl IntoView {
         }
         let conversation_id = id.get_value();
         spawn_local(async move {
-            let body = PostMessage { content: content.clone() };
-            match client::send::<_, PostMessageResponse>("POST", &format!("/api/conversations/{conversation_id}/messages"), &body).await {
+            let body = PostMessage {
+                content: content.clone(),
+            };
+            match client::send::<_, PostMessageResponse>(
+                "POST",
+                &format!("/api/conversations/{conversation_id}/messages"),
+                &body,
+            )
+            .await
+            {
                 Ok(answer) => {
                     text.set(String::new());
-                    let user = Shown::new(local_message(&answer.message_id, "user", &content, "complete"));
-                    let reply = Shown::new(local_message(&answer.assistant_message_id, "assistant", "", "running"));
+                    let user = Shown::new(local_message(
+                        &answer.message_id,
+                        "user",
+                        &content,
+                        "complete",
+                    ));
+                    let reply = Shown::new(local_message(
+                        &answer.assistant_message_id,
+                        "assistant",
+                        "",
+                        "running",
+                    ));
                     messages.update(|list| {
                         list.push(user);
                         list.push(reply);
                     });
                     app.refresh_conversations();
-                    follow(answer.run_id, reply, running, subscription, toasts, Callback::new(move |_| load_after_run(id, conversation, messages, app)));
+                    follow(
+                        answer.run_id,
+                        reply,
+                        running,
+                        subscription,
+                        toasts,
+                        Callback::new(move |_| load_after_run(id, conversation, messages, app)),
+                    );
                 }
                 Err(e) => toasts.error(e.message),
             }
@@ -211,8 +262,17 @@ fn ConversationView(id: String) -> impl IntoView {
     let change_model = move |model: String| {
         let conversation_id = id.get_value();
         spawn_local(async move {
-            let body = UpdateConversation { model: Some(Some(model).filter(|m| !m.is_empty())), ..Default::default() };
-            match client::send::<_, Conversation>("PATCH", &format!("/api/conversations/{conversation_id}"), &body).await {
+            let body = UpdateConversation {
+                model: Some(Some(model).filter(|m| !m.is_empty())),
+                ..Default::default()
+            };
+            match client::send::<_, Conversation>(
+                "PATCH",
+                &format!("/api/conversations/{conversation_id}"),
+                &body,
+            )
+            .await
+            {
                 Ok(c) => {
                     conversation.set(Some(c));
                     toasts.info("Model changed");
@@ -222,18 +282,28 @@ fn ConversationView(id: String) -> impl IntoView {
         });
     };
     let clear = move || {
-        confirm.ask("Clear history?", "Every message and image of this conversation will be deleted. The conversation stays.", "Clear history", move || {
-            let conversation_id = id.get_value();
-            spawn_local(async move {
-                match client::call("DELETE", &format!("/api/conversations/{conversation_id}/messages")).await {
-                    Ok(()) => {
-                        messages.set(Vec::new());
-                        toasts.info("History cleared");
+        confirm.ask(
+            "Clear history?",
+            "Every message and image of this conversation will be deleted. The conversation stays.",
+            "Clear history",
+            move || {
+                let conversation_id = id.get_value();
+                spawn_local(async move {
+                    match client::call(
+                        "DELETE",
+                        &format!("/api/conversations/{conversation_id}/messages"),
+                    )
+                    .await
+                    {
+                        Ok(()) => {
+                            messages.set(Vec::new());
+                            toasts.info("History cleared");
+                        }
+                        Err(e) => toasts.error(e.message),
                     }
-                    Err(e) => toasts.error(e.message),
-                }
-            });
-        });
+                });
+            },
+        );
     };
 
     let scroller: NodeRef<leptos::html::Div> = NodeRef::new();
@@ -320,7 +390,11 @@ fn load_after_run(
     let conversation_id = id.get_value();
     app.refresh_conversations();
     spawn_local(async move {
-        if let Ok(detail) = client::get::<ConversationDetail>(&format!("/api/conversations/{conversation_id}?images=url")).await {
+        if let Ok(detail) = client::get::<ConversationDetail>(&format!(
+            "/api/conversations/{conversation_id}?images=url"
+        ))
+        .await
+        {
             conversation.set(Some(detail.conversation));
             let list = messages.get_untracked();
             for m in detail.messages {
@@ -382,11 +456,20 @@ fn apply_event(name: &str, data: &str, target: Shown, toasts: ToastList) {
         }
         ev::IMAGE_QUEUED => {
             if let Ok(q) = serde_json::from_value::<ev::ImageQueued>(value) {
-                target.queue_position.set((q.queue_position > 0).then_some(q.queue_position));
+                target
+                    .queue_position
+                    .set((q.queue_position > 0).then_some(q.queue_position));
                 target.slots.update(|slots| {
                     for index in q.first_index..q.first_index + q.count {
                         if !slots.iter().any(|s| s.index == index) {
-                            slots.push(Slot { index, prompt: q.prompt.clone(), step: 0, steps: 0, preview: None, image: None });
+                            slots.push(Slot {
+                                index,
+                                prompt: q.prompt.clone(),
+                                step: 0,
+                                steps: 0,
+                                preview: None,
+                                image: None,
+                            });
                         }
                     }
                 });
@@ -410,7 +493,12 @@ fn apply_event(name: &str, data: &str, target: Shown, toasts: ToastList) {
             if let Ok(d) = serde_json::from_value::<ev::ImageDone>(value) {
                 target.slots.update(|slots| {
                     if let Some(slot) = slots.iter_mut().find(|s| s.index == d.index) {
-                        let mut metadata = crate::api::ImageMetadata { seed: d.seed, width: d.width, height: d.height, ..Default::default() };
+                        let mut metadata = crate::api::ImageMetadata {
+                            seed: d.seed,
+                            width: d.width,
+                            height: d.height,
+                            ..Default::default()
+                        };
                         metadata.tool_arguments = serde_json::json!({ "prompt": slot.prompt });
                         slot.image = Some(Image {
                             id: d.image_id.clone(),
@@ -445,13 +533,20 @@ fn apply_event(name: &str, data: &str, target: Shown, toasts: ToastList) {
             if let Ok(e) = serde_json::from_value::<ev::RunError>(value) {
                 toasts.error(e.message.clone());
                 target.status.set("failed".into());
-                target.error.set(Some(ErrorDetail { code: e.code, message: e.message }));
+                target.error.set(Some(ErrorDetail {
+                    code: e.code,
+                    message: e.message,
+                }));
             }
-            target.slots.update(|slots| slots.retain(|s| s.image.is_some()));
+            target
+                .slots
+                .update(|slots| slots.retain(|s| s.image.is_some()));
         }
         ev::RUN_CANCELLED => {
             target.status.set("cancelled".into());
-            target.slots.update(|slots| slots.retain(|s| s.image.is_some()));
+            target
+                .slots
+                .update(|slots| slots.retain(|s| s.image.is_some()));
         }
         _ => {}
     }
