@@ -15,7 +15,19 @@ pub fn all(root: &Path) -> Result {
     onnxruntime(root)?;
     npm_install(&root.join("end2end"))?;
     chromium()?;
+    python_packages()?;
     Ok(())
+}
+
+/// The `openai` Python package: a test drives Easel's images API with it, unchanged.
+pub fn python_packages() -> Result {
+    let python = python()?;
+    let present = Command::new(&python).args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    exec(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "openai"]))
+        .map_err(|e| format!("{e}\nThe API test needs the `openai` Python package: pip install openai (in a virtualenv if your Python is managed by the system)."))
 }
 
 pub fn wasm_target() -> Result {

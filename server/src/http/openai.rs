@@ -311,7 +311,7 @@ async fn generations(
         Err(e) => return OpenAiError::invalid(e.body_text(), None).into_response(),
     };
     match prepare(&state, &body, None).await {
-        Ok(request) => respond(state, headers, body, request).await,
+        Ok(request) => respond(state, headers, body, request, "image_generation").await,
         Err(e) => e.into_response(),
     }
 }
@@ -386,7 +386,7 @@ async fn edits(State(state): State<AppState>, headers: HeaderMap, mut form: Mult
             .into_response();
     };
     match prepare(&state, &body, Some((image, mask))).await {
-        Ok(request) => respond(state, headers, body, request).await,
+        Ok(request) => respond(state, headers, body, request, "image_edit").await,
         Err(e) => e.into_response(),
     }
 }
@@ -438,11 +438,13 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// `kind` names the stream events: `image_generation` or `image_edit`, as OpenAI's do.
 async fn respond(
     state: AppState,
     headers: HeaderMap,
     body: Common,
     request: GenerationRequest,
+    kind: &'static str,
 ) -> Response {
     let output = match body.output() {
         Ok(o) => o,
@@ -450,13 +452,7 @@ async fn respond(
     };
     let base = base_url(&headers);
     if body.stream.unwrap_or(false) {
-        return stream(
-            state,
-            request,
-            output,
-            body.partial_images.unwrap_or(2).min(3),
-            base,
-        )
+        return stream(state, request, output, body.partial_images.unwrap_or(2).min(3), base, kind)
         .into_response();
     }
     // Closing the connection cancels the job (the guard cancels when the handler is dropped).
@@ -556,6 +552,7 @@ fn stream(
     output: Output,
     partials: u32,
     base: String,
+    kind: &'static str,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let cancel = CancellationToken::new();
@@ -588,7 +585,7 @@ fn stream(
                         let count = sent.entry(index).or_default();
                         if let Ok(png) = encode::png(rgb, None) {
                             let data = json!({
-                                "type": "image_generation.partial_image",
+                                "type": format!("{kind}.partial_image"),
                                 "b64_json": base64::engine::general_purpose::STANDARD.encode(png),
                                 "partial_image_index": *count,
                                 "index": index,
@@ -601,7 +598,7 @@ fn stream(
                             *count += 1;
                             let _ = tx.send(
                                 Event::default()
-                                    .event("image_generation.partial_image")
+                                    .event(format!("{kind}.partial_image"))
                                     .data(data.to_string()),
                             );
                         }
@@ -618,7 +615,7 @@ fn stream(
                     match datum(&state, &request, p, &output, &base).await {
                         Ok(d) => {
                             let mut data = json!({
-                                "type": "image_generation.completed",
+                                "type": format!("{kind}.completed"),
                                 "created_at": created,
                                 "size": size,
                                 "quality": output.quality,
@@ -635,7 +632,7 @@ fn stream(
                             }
                             let _ = tx.send(
                                 Event::default()
-                                    .event("image_generation.completed")
+                                    .event(format!("{kind}.completed"))
                                     .data(data.to_string()),
                             );
                         }
