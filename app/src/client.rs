@@ -123,14 +123,20 @@ pub struct RunEvents {
 }
 
 impl RunEvents {
-    /// Calls `on_event(name, data)` for every run event; the stream ends itself after the last.
-    #[cfg(feature = "hydrate")]
+    /// Calls `on_event(name, data)` for every event of a chat run; the stream ends itself after
+    /// the last one.
     pub fn open(run_id: &str, on_event: impl Fn(&str, &str) + 'static) -> Option<RunEvents> {
+        Self::open_url(&format!("/api/runs/{run_id}/events"), on_event)
+    }
+
+    /// The same for any run-event stream (Image Studio jobs use it too).
+    #[cfg(feature = "hydrate")]
+    pub fn open_url(url: &str, on_event: impl Fn(&str, &str) + 'static) -> Option<RunEvents> {
         use std::rc::Rc;
         use wasm_bindgen::closure::Closure;
         use wasm_bindgen::JsCast;
 
-        let source = web_sys::EventSource::new(&format!("/api/runs/{run_id}/events")).ok()?;
+        let source = web_sys::EventSource::new(url).ok()?;
         let on_event = Rc::new(on_event);
         let mut listeners = Vec::new();
         for name in crate::api::events::ALL {
@@ -163,7 +169,7 @@ impl RunEvents {
     }
 
     #[cfg(not(feature = "hydrate"))]
-    pub fn open(_run_id: &str, _on_event: impl Fn(&str, &str) + 'static) -> Option<RunEvents> {
+    pub fn open_url(_url: &str, _on_event: impl Fn(&str, &str) + 'static) -> Option<RunEvents> {
         None
     }
 }

@@ -6,6 +6,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
+mod browser;
 pub mod client;
 mod components;
 pub mod markdown;
@@ -57,6 +58,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/c/:id") view=pages::chat::ChatPage/>
                 <Route path=path!("/agents") view=pages::agents::AgentsPage/>
                 <Route path=path!("/agents/:id") view=pages::agents::AgentsPage/>
+                <Route path=path!("/studio") view=pages::studio::StudioPage/>
             </Routes>
         </Router>
         <Toasts/>

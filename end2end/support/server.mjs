@@ -20,12 +20,13 @@ const MODELS_DIR = path.join(ROOT, 'server', 'tests', 'assets', 'models');
 
 /**
  * The presets of the test model (its `easel.toml` in the copy each server gets). The tiny model
- * paints a 64×64 step in well under a millisecond, and Easel caps steps at 150, so steps alone
- * cannot make painting visible: a 3-image request at 64×64 and 150 `heun` steps is done in
- * ~0.2 s. A 384×384 default with `auto = 100` steps of the slower second-order `heun` sampler
- * makes a default 3-image request take ~2–3 s on a 2-core machine, long enough to see (and
- * assert) placeholders, progress and previews. 64×64 with `low` (4 steps) stays fast for tests
- * that only need many images.
+ * paints a 64×64 step in well under a millisecond and Easel allows at most 150 steps, so steps
+ * alone cannot make painting visible: 3 images at 64×64 and 150 `heun` steps take ~0.15 s. At
+ * 384×384, a step of the slower second-order `heun` sampler for 3 images takes ~8 ms on a 2-core
+ * machine, so the default (`auto`, 150 steps) 3-image request takes ~1.8 s from message to
+ * answer (~1.3 s painting, the rest the scripted LLM's pacing): long enough to see and assert
+ * placeholders, progress and previews. 64×64 with `low` (4 steps) stays fast for tests that only
+ * need many images (tests/perf.mjs).
  */
 export const TEST_MODEL_TOML = `display_name = "Tiny SD (end2end)"
 default_size = "384x384"
@@ -33,7 +34,7 @@ allowed_sizes = ["64x64", "128x128", "384x384"]
 default_sampler = "heun"
 default_guidance = 7.5
 [steps]
-auto = 100
+auto = 150
 low = 4
 medium = 40
 high = 150

@@ -208,7 +208,7 @@ export const tests = [
     },
   },
   {
-    // Fails with the current build: see end2end/README.md "Known app bugs".
+    // Guards a fixed bug: a live thumbnail's alt was "Generated image" until a reload.
     name: 'thumbnails painted live are described by their prompt',
     async run({ page, baseUrl, api }) {
       const conversation = await api.createConversation({ internal_tools: { image_creation: true } });

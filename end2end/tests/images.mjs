@@ -21,6 +21,11 @@ import {
   waitForIdle,
   waitForText,
 } from '../support/helpers.mjs';
+import { TEST_MODEL_TOML } from '../support/server.mjs';
+
+// What a default request paints with (see TEST_MODEL_TOML).
+const DEFAULT_STEPS = TEST_MODEL_TOML.match(/^auto = (\d+)$/m)[1];
+const DEFAULT_SIZE = TEST_MODEL_TOML.match(/^default_size = "(\d+)x(\d+)"$/m).slice(1, 3);
 
 const PNG = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 const JPEG = [0xff, 0xd8, 0xff];
@@ -208,7 +213,7 @@ export const tests = [
       const stepsSeen = [...new Set(seen.labels.map(parseStep).filter(Boolean).map((s) => s.step))];
       console.log(
         `    painting 3 images took ${paintMs} ms in the browser; ${stepsSeen.length} distinct steps seen `
-          + `(of ${firstStep.steps}), ${seen.previews} preview frames, progress value ${progress}`,
+          + `(of ${firstStep.steps}), a preview seen in ${seen.previews} DOM updates, progress value ${progress}`,
       );
       assert.equal(seen.maxPlaceholders, 3, 'one placeholder per image');
       assert.ok(stepsSeen.length >= 2, `the progress advanced; steps seen: ${JSON.stringify(stepsSeen)}`);
@@ -239,15 +244,15 @@ export const tests = [
       });
       assert.deepEqual(Object.keys(settings), ['Model', 'Size', 'Seed', 'Steps', 'Sampler', 'Guidance']);
       assert.equal(settings.Model, 'tiny-sd', `settings: ${JSON.stringify(settings)}`);
-      assert.equal(settings.Size, '384×384');
-      assert.equal(settings.Steps, '100');
+      assert.equal(settings.Size, DEFAULT_SIZE.join('×'));
+      assert.equal(settings.Steps, DEFAULT_STEPS);
       assert.match(settings.Sampler, /^heun\b/);
       assert.match(settings.Seed, /^\d+$/);
       assert.equal(settings.Guidance, '7.5');
       assert.ok(await viewer.getByRole('link', { name: 'PNG' }).isVisible(), 'a PNG download link');
       assert.ok(await viewer.getByRole('link', { name: 'JPG' }).isVisible(), 'a JPG download link');
-      await waitFor(() => big.evaluate((img) => img.complete && img.naturalWidth === 384), 5_000, {
-        what: 'the full image to load at 384 px',
+      await waitFor(() => big.evaluate((img, w) => img.complete && img.naturalWidth === w, Number(DEFAULT_SIZE[0])), 5_000, {
+        what: `the full image to load at ${DEFAULT_SIZE[0]} px`,
       });
       const focusInViewer = await focused(page);
       assert.equal(focusInViewer.label, 'Image viewer', `the viewer takes focus; focus is on ${JSON.stringify(focusInViewer)}`);

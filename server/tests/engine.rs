@@ -94,6 +94,22 @@ fn deterministic_samplers_match_the_reference_pipeline_within_1e_3() {
         p.guidance = Some(case["guidance"].as_f64().unwrap() as f32);
         p.n = Some(n);
         p.latents = Some(latents.data);
+        // Edit cases (img2img, inpainting) name a source image, a mask and a strength.
+        if let Some(source) = case.get("image").and_then(Value::as_str) {
+            let source = image::open(root.join(source)).unwrap().to_rgb8();
+            let mask = case
+                .get("mask")
+                .and_then(Value::as_str)
+                .map(|m| std::fs::read(root.join(m)).unwrap());
+            let size = (
+                case["width"].as_u64().unwrap() as u32,
+                case["height"].as_u64().unwrap() as u32,
+            );
+            let strength = case["strength"].as_f64().unwrap() as f32;
+            p.edit = Some(
+                easel::imaging::edit::edit_input(&source, mask.as_deref(), strength, size).unwrap(),
+            );
+        }
         let request = request::resolve(p, &entry, SizePolicy::AnyMultipleOf8).unwrap();
         let images = generate(&entry, &runtime, &request);
         let ours: Vec<f32> = images

@@ -22,7 +22,10 @@ pub fn all(root: &Path) -> Result {
 /// The `openai` Python package: a test drives Easel's images API with it, unchanged.
 pub fn python_packages() -> Result {
     let python = python()?;
-    let present = Command::new(&python).args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success());
+    let present = Command::new(&python)
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if present {
         return Ok(());
     }

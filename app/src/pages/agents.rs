@@ -352,7 +352,7 @@ fn AgentEditor(id: String) -> impl IntoView {
                             <tr><th scope="col">"Version"</th><th scope="col">"Saved"</th><th scope="col">"Name"</th><th scope="col">"Model"</th><th scope="col">"Image creation"</th></tr>
                         </thead>
                         <tbody>
-                            <For each=move || versions.get() key=|v| v.id.clone() let:v>
+                            <For each=move || versions.get() key=|v| (v.id.clone(), v.current) let:v>
                                 <tr class:current=v.current>
                                     <td>{v.version} {v.current.then(|| view! { <span class="chip">"current"</span> })}</td>
                                     <td>{v.created_at.replace('T', " ").chars().take(16).collect::<String>()}</td>

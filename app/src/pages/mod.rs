@@ -2,3 +2,4 @@
 
 pub mod agents;
 pub mod chat;
+pub mod studio;

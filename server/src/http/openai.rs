@@ -452,7 +452,14 @@ async fn respond(
     };
     let base = base_url(&headers);
     if body.stream.unwrap_or(false) {
-        return stream(state, request, output, body.partial_images.unwrap_or(2).min(3), base, kind)
+        return stream(
+            state,
+            request,
+            output,
+            body.partial_images.unwrap_or(2).min(3),
+            base,
+            kind,
+        )
         .into_response();
     }
     // Closing the connection cancels the job (the guard cancels when the handler is dropped).

@@ -237,6 +237,15 @@ fn ConversationView(id: String) -> impl IntoView {
                         list.push(reply);
                     });
                     app.refresh_conversations();
+                    // The first message names the conversation: show the new title now, not
+                    // when the reply ends (only the header is refreshed; the reply streams on).
+                    if let Ok(c) = client::get::<Conversation>(&format!(
+                        "/api/conversations/{conversation_id}?images=url"
+                    ))
+                    .await
+                    {
+                        conversation.set(Some(c));
+                    }
                     follow(
                         answer.run_id,
                         reply,

@@ -221,8 +221,11 @@ pub fn generate(
         None => 0,
     };
     let mut latents: Vec<f32> = match &edit {
-        // img2img and inpainting below full strength start from the noised source.
-        Some(e) if e.strength < 1.0 => scheduler.add_noise(&e.image_latents, &unit_noise, first),
+        // img2img always starts from the noised source (diffusers' img2img pipeline, even at
+        // strength 1); inpainting does below full strength, and from pure noise at 1.
+        Some(e) if e.strength < 1.0 || (e.mask.is_none() && e.nine_channel.is_none()) => {
+            scheduler.add_noise(&e.image_latents, &unit_noise, first)
+        }
         _ => unit_noise
             .iter()
             .map(|v| v * scheduler.init_noise_sigma())
@@ -600,7 +603,14 @@ struct EditState {
 
 impl EditState {
     fn first_evaluation(&self, steps: usize, evaluations: usize) -> usize {
-        let init = ((steps as f32 * self.strength) as usize).clamp(1, steps);
+        // diffusers computes `int(steps * strength)` in f64 from the strength as written
+        // (0.58, not 0.5799999833…); the shortest decimal of the f32 recovers that value.
+        let strength: f64 = self
+            .strength
+            .to_string()
+            .parse()
+            .unwrap_or(f64::from(self.strength));
+        let init = ((steps as f64 * strength) as usize).clamp(1, steps);
         let start_step = steps - init;
         // Evaluations per step (1, or 2 for second-order samplers), as diffusers' `order`.
         let per_step = ((evaluations + steps / 2) / steps.max(1)).max(1);
