@@ -214,6 +214,9 @@ pub struct ModelsResponse {
     pub image: Vec<ImageModelInfo>,
     /// True when at least one image model is usable, so the UI may offer "Image creation".
     pub image_creation_available: bool,
+    /// The image model requests use when they name none.
+    #[serde(default)]
+    pub default_image_model: Option<String>,
     #[serde(default)]
     pub styles: Vec<StyleInfo>,
 }

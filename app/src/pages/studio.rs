@@ -177,13 +177,12 @@ fn Studio() -> impl IntoView {
             })
             .unwrap_or_default()
     });
+    let default_model = Memo::new(move |_| app.models.get().and_then(|r| r.ok()).and_then(|m| m.default_image_model));
     let current_model = Memo::new(move |_| {
         let list = image_models.get();
         let wanted = model.get();
-        list.iter()
-            .find(|m| m.id == wanted)
-            .cloned()
-            .or_else(|| list.first().cloned())
+        let wanted = if wanted.is_empty() { default_model.get().unwrap_or_default() } else { wanted };
+        list.iter().find(|m| m.id == wanted).cloned().or_else(|| list.first().cloned())
     });
     let size = Memo::new(move |_| {
         let exact = exact_size.get();
@@ -575,8 +574,15 @@ fn Studio() -> impl IntoView {
                 </label>
                 <label class="field">
                     <span>"Model"</span>
-                    <select prop:value=move || model.get() on:change=move |e| model.set(event_target_value(&e))>
-                        {move || image_models.get().into_iter().map(|m| view! { <option value=m.id.clone()>{m.name.clone()}</option> }).collect_view()}
+                    <select on:change=move |e| model.set(event_target_value(&e))>
+                        {move || {
+                            let selected = current_model.get().map(|m| m.id).unwrap_or_default();
+                            image_models
+                                .get()
+                                .into_iter()
+                                .map(|m| view! { <option value=m.id.clone() selected=m.id == selected>{m.name.clone()}</option> })
+                                .collect_view()
+                        }}
                     </select>
                 </label>
                 <Show when=move || image_models.with(Vec::is_empty)>

@@ -44,6 +44,7 @@ async fn models(State(state): State<AppState>) -> Json<ModelsResponse> {
         llm: state.providers.list(),
         image: state.engine.models(),
         image_creation_available: state.engine.available(),
+        default_image_model: state.engine.default_model(),
         styles: styles::list(),
     })
 }
