@@ -258,11 +258,7 @@ async fn streaming_sends_partial_images_then_the_completed_ones() {
     let completed = text.matches("event: image_generation.completed").count();
     assert_eq!(completed, 2, "{text}");
     assert_eq!(partials, 4, "two previews for each of two images");
-    let last = text
-        .lines()
-        .filter(|l| l.starts_with("data:"))
-        .last()
-        .unwrap();
+    let last = text.lines().rfind(|l| l.starts_with("data:")).unwrap();
     let data: Value = serde_json::from_str(last.trim_start_matches("data:").trim()).unwrap();
     assert_eq!(data["type"], "image_generation.completed");
     assert_eq!(&b64(data["b64_json"].as_str().unwrap())[1..4], b"PNG");

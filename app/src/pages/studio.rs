@@ -177,12 +177,24 @@ fn Studio() -> impl IntoView {
             })
             .unwrap_or_default()
     });
-    let default_model = Memo::new(move |_| app.models.get().and_then(|r| r.ok()).and_then(|m| m.default_image_model));
+    let default_model = Memo::new(move |_| {
+        app.models
+            .get()
+            .and_then(|r| r.ok())
+            .and_then(|m| m.default_image_model)
+    });
     let current_model = Memo::new(move |_| {
         let list = image_models.get();
         let wanted = model.get();
-        let wanted = if wanted.is_empty() { default_model.get().unwrap_or_default() } else { wanted };
-        list.iter().find(|m| m.id == wanted).cloned().or_else(|| list.first().cloned())
+        let wanted = if wanted.is_empty() {
+            default_model.get().unwrap_or_default()
+        } else {
+            wanted
+        };
+        list.iter()
+            .find(|m| m.id == wanted)
+            .cloned()
+            .or_else(|| list.first().cloned())
     });
     let size = Memo::new(move |_| {
         let exact = exact_size.get();
@@ -986,14 +998,14 @@ fn code_snippets(r: &StudioRequest, language: &str) -> String {
             py_str(&r.prompt),
             r.n,
             size.map(|s| format!("\n    size=\"{s}\",")).unwrap_or_default(),
-            serde_json::Value::Object(extra).to_string()
+            serde_json::Value::Object(extra)
         ),
         ("python", true) => format!(
             "from openai import OpenAI\n\nclient = OpenAI(base_url=\"{origin}/v1\", api_key=\"unused\")\nresult = client.images.edit(\n    model={},\n    image=open(\"source.png\", \"rb\"),\n    mask=open(\"mask.png\", \"rb\"),  # from \"Save mask\"; leave out to change the whole image\n    prompt={},\n    n={},\n    extra_body={},\n)",
             py_str(&model),
             py_str(&r.prompt),
             r.n,
-            serde_json::Value::Object(extra).to_string()
+            serde_json::Value::Object(extra)
         ),
         ("node", false) => {
             let mut full = body.clone();
@@ -1010,7 +1022,7 @@ fn code_snippets(r: &StudioRequest, language: &str) -> String {
             py_str(&model),
             py_str(&r.prompt),
             r.n,
-            serde_json::Value::Object(extra).to_string()
+            serde_json::Value::Object(extra)
         ),
         (_, false) => {
             let mut full = body;
