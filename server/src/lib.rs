@@ -41,7 +41,8 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-/// TLS for outgoing HTTPS (LLM providers, the model hub) through rustls with `ring`.
+/// TLS for outgoing HTTPS (LLM providers, the model hub) through rustls with `ring`. Every
+/// place that builds an HTTP client calls this first: reqwest panics without a provider.
 pub fn install_tls_provider() {
     // Fails only if a provider is already installed, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();

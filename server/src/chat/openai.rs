@@ -29,6 +29,7 @@ pub struct OpenAiProvider {
 
 impl OpenAiProvider {
     pub fn new(config: &ProviderConfig) -> Self {
+        crate::install_tls_provider();
         let http = reqwest::Client::builder()
             // Only the connection has a deadline: a long answer may stream for minutes.
             .connect_timeout(Duration::from_secs(10))
@@ -259,6 +260,7 @@ pub async fn list_models(config: &ProviderConfig) -> Result<Vec<String>, String>
     struct Model {
         id: String,
     }
+    crate::install_tls_provider();
     let url = format!("{}/models", config.base_url.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))

@@ -57,9 +57,15 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// The hub named by `HF_ENDPOINT` (default huggingface.co), with `HF_TOKEN` if set.
     pub fn from_env() -> Result<Hub, PullError> {
         let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
         let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
+        Hub::new(&endpoint, token)
+    }
+
+    pub fn new(endpoint: &str, token: Option<String>) -> Result<Hub, PullError> {
+        crate::install_tls_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .build()

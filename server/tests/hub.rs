@@ -1,0 +1,228 @@
+//! `easel models pull` against a local server that serves the Hugging Face hub's endpoints
+//! (`/api/models/{repo}/tree/{rev}` and `/{repo}/resolve/{rev}/{path}` with range requests):
+//! a full download of a model folder, resuming a partial file, and refusing a file whose size
+//! does not match the listing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use easel::imaging::hub::Hub;
+use easel::imaging::registry::ModelEntry;
+use serde_json::json;
+
+#[derive(Default)]
+struct Hosted {
+    /// Repository path → file bytes.
+    files: Vec<(String, Vec<u8>)>,
+    /// Sizes to announce instead of the real ones (to test the check).
+    lie_about: Option<String>,
+    /// Range headers received, per path.
+    ranges: Vec<(String, String)>,
+    /// Downloads served, per path.
+    served: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Hosted>>;
+
+fn model_files(dir: &Path, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        if entry.path().is_dir() {
+            model_files(&entry.path(), &format!("{name}/"), out);
+        } else {
+            out.push((name, std::fs::read(entry.path()).unwrap()));
+        }
+    }
+}
+
+async fn tree(
+    State(shared): State<Shared>,
+    UrlPath((_owner, _name, _rev)): UrlPath<(String, String, String)>,
+) -> Json<serde_json::Value> {
+    let hosted = shared.lock().unwrap();
+    let mut entries: Vec<serde_json::Value> = hosted
+        .files
+        .iter()
+        .map(|(path, bytes)| {
+            let size = if hosted.lie_about.as_deref() == Some(path.as_str()) {
+                bytes.len() + 10
+            } else {
+                bytes.len()
+            };
+            json!({"type": "file", "path": path, "size": size, "oid": "x"})
+        })
+        .collect();
+    // Files outside the ONNX layout, which the pull must skip.
+    entries.push(json!({"type": "file", "path": "unet/diffusion_pytorch_model.safetensors", "size": 1_000_000_000u64}));
+    entries.push(json!({"type": "directory", "path": "unet", "size": 0}));
+    Json(json!(entries))
+}
+
+async fn resolve(
+    State(shared): State<Shared>,
+    UrlPath((_owner, _name, _rev, path)): UrlPath<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut hosted = shared.lock().unwrap();
+    let Some(bytes) = hosted
+        .files
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, b)| b.clone())
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    hosted.served.push(path.clone());
+    if let Some(range) = headers.get("range").and_then(|v| v.to_str().ok()) {
+        hosted.ranges.push((path.clone(), range.to_string()));
+        let start: usize = range
+            .trim_start_matches("bytes=")
+            .trim_end_matches('-')
+            .parse()
+            .unwrap();
+        return Response::builder()
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(
+                "content-range",
+                format!("bytes {start}-{}/{}", bytes.len() - 1, bytes.len()),
+            )
+            .body(Body::from(bytes[start..].to_vec()))
+            .unwrap();
+    }
+    Response::new(Body::from(bytes))
+}
+
+async fn hub(hosted: Hosted) -> (String, Shared) {
+    let shared: Shared = Arc::new(Mutex::new(hosted));
+    let app = Router::new()
+        .route("/api/models/{owner}/{name}/tree/{rev}", get(tree))
+        .route("/{owner}/{name}/resolve/{rev}/{*path}", get(resolve))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), shared)
+}
+
+fn tiny_sd_files() -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    model_files(&common::test_models_dir().join("tiny-sd"), "", &mut files);
+    files
+}
+
+#[tokio::test]
+async fn pulls_a_model_folder_that_then_loads() {
+    let (endpoint, shared) = hub(Hosted {
+        files: tiny_sd_files(),
+        ..Hosted::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest: PathBuf = dir.path().join("tiny-sd");
+    let hub = Hub::new(&endpoint, None).unwrap();
+    let written = hub.pull("test/tiny-sd", "main", &dest, true).await.unwrap();
+    assert_eq!(written.len(), tiny_sd_files().len());
+    for (path, bytes) in tiny_sd_files() {
+        assert_eq!(std::fs::read(dest.join(&path)).unwrap(), bytes, "{path}");
+    }
+    assert!(
+        !dest
+            .join("unet/diffusion_pytorch_model.safetensors")
+            .exists(),
+        "non-ONNX weights are skipped"
+    );
+    let entry = ModelEntry::open(&dest);
+    assert!(entry.problem.is_none(), "{:?}", entry.problem);
+    // A second pull finds everything complete and downloads nothing.
+    let served_before = shared.lock().unwrap().served.len();
+    let again = hub.pull("test/tiny-sd", "main", &dest, true).await.unwrap();
+    assert!(again.is_empty());
+    assert_eq!(shared.lock().unwrap().served.len(), served_before);
+}
+
+#[tokio::test]
+async fn a_partial_download_resumes_with_a_range_request() {
+    let files = tiny_sd_files();
+    let (endpoint, shared) = hub(Hosted {
+        files: files.clone(),
+        ..Hosted::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("tiny-sd");
+    let (path, bytes) = files
+        .iter()
+        .find(|(p, _)| p == "unet/model.onnx_data")
+        .unwrap()
+        .clone();
+    std::fs::create_dir_all(dest.join("unet")).unwrap();
+    std::fs::write(
+        dest.join("unet/model.onnx_data.part"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    Hub::new(&endpoint, None)
+        .unwrap()
+        .pull("test/tiny-sd", "main", &dest, true)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(dest.join(&path)).unwrap(), bytes);
+    assert!(!dest.join("unet/model.onnx_data.part").exists());
+    let ranges = shared.lock().unwrap().ranges.clone();
+    assert_eq!(ranges, vec![(path, format!("bytes={}-", bytes.len() / 2))]);
+}
+
+#[tokio::test]
+async fn a_file_of_the_wrong_size_is_refused_and_not_installed() {
+    let (endpoint, _) = hub(Hosted {
+        files: tiny_sd_files(),
+        lie_about: Some("vae_decoder/model.onnx".into()),
+        ..Hosted::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("tiny-sd");
+    let error = Hub::new(&endpoint, None)
+        .unwrap()
+        .pull("test/tiny-sd", "main", &dest, true)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("vae_decoder/model.onnx") && text.contains("run the command again"),
+        "{text}"
+    );
+    assert!(!dest.join("vae_decoder/model.onnx").exists());
+}
+
+#[tokio::test]
+async fn a_repository_without_the_onnx_layout_is_explained() {
+    let files = vec![
+        ("README.md".to_string(), b"hello".to_vec()),
+        ("model.safetensors".to_string(), vec![0; 10]),
+    ];
+    let (endpoint, _) = hub(Hosted {
+        files,
+        ..Hosted::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let error = Hub::new(&endpoint, None)
+        .unwrap()
+        .pull("test/pytorch-only", "main", &dir.path().join("x"), true)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("not a diffusers ONNX export"),
+        "{error}"
+    );
+}
