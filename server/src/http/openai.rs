@@ -515,7 +515,7 @@ async fn datum(
             height: p.height,
             png: p.png.clone(),
             thumbnail: p.thumbnail.clone(),
-            metadata: crate::http::studio::metadata(request, p.seed),
+            metadata: request.metadata(p.seed),
         };
         state.store.insert_images(&[image]).await.map_err(|e| {
             OpenAiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None, None)

@@ -31,9 +31,20 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct EventsQuery {
+pub(super) struct EventsQuery {
     /// Same as `Last-Event-ID`, for clients that cannot set headers on the first request.
-    after: Option<u64>,
+    pub(super) after: Option<u64>,
+}
+
+/// Where a subscriber resumes: `Last-Event-ID` (what browsers send on reconnect), else
+/// `?after=N` (for a first request that cannot set headers), else the start.
+pub(super) fn resume_point(headers: &HeaderMap, after: Option<u64>) -> u64 {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(after)
+        .unwrap_or(0)
 }
 
 pub(super) type EventStream = BoxStream<'static, Result<Event, Infallible>>;
@@ -46,12 +57,7 @@ async fn events(
     headers: HeaderMap,
 ) -> ApiResult<impl axum::response::IntoResponse> {
     check_id("run", &id)?;
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .or(query.after)
-        .unwrap_or(0);
+    let after = resume_point(&headers, query.after);
     let stream: EventStream = match state.runs.get(&id).filter(|r| r.user_id == user) {
         Some(run) => live(run, after),
         None => {

@@ -24,8 +24,8 @@ use serde_json::json;
 
 use app::api::events::{self as ev, ImageDone, ImageProgress, ImageQueued};
 use app::api::{
-    EnhanceRequest, EnhanceResponse, Image, ImageMetadata, InternalTools, SentToChat, StudioJob,
-    StudioRequest, ToolCallRecord,
+    EnhanceRequest, EnhanceResponse, Image, InternalTools, SentToChat, StudioJob, StudioRequest,
+    ToolCallRecord,
 };
 
 use super::conversations::image_to_api;
@@ -57,25 +57,6 @@ pub fn router() -> Router<AppState> {
         .route("/studio/images", get(gallery))
         .route("/studio/images/{id}/chat", post(send_to_chat))
         .route("/studio/enhance", post(enhance))
-}
-
-/// The generation metadata stored with an image.
-pub fn metadata(request: &GenerationRequest, seed: u64) -> ImageMetadata {
-    ImageMetadata {
-        model: request.model.clone(),
-        prompt: request.prompt.clone(),
-        negative_prompt: request.negative_prompt.clone(),
-        seed,
-        steps: request.steps,
-        sampler: request.sampler.name().into(),
-        schedule: request.schedule.name().into(),
-        guidance: request.guidance,
-        width: request.width,
-        height: request.height,
-        tool_arguments: serde_json::Value::Null,
-        source_image_id: None,
-        strength: request.edit.as_ref().map(|e| e.strength),
-    }
 }
 
 fn bad(field: &str, message: impl Into<String>) -> ApiError {
@@ -229,7 +210,7 @@ async fn run_job(
                 }
             }
             PaintEvent::Painted(p) => {
-                let mut meta = metadata(&request, p.seed);
+                let mut meta = request.metadata(p.seed);
                 meta.tool_arguments = arguments.clone();
                 meta.source_image_id = source_id.clone();
                 stored.push(NewImage {
@@ -294,16 +275,11 @@ async fn run_job(
     state.studio.retire(&job.id);
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct EventsQuery {
-    after: Option<u64>,
-}
-
 async fn events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-    Query(query): Query<EventsQuery>,
+    Query(query): Query<super::runs::EventsQuery>,
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
     check_id("job", &id)?;
@@ -312,12 +288,7 @@ async fn events(
         .get(&id)
         .filter(|j| j.user_id == user)
         .ok_or_else(|| ApiError::not_found("studio job"))?;
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .or(query.after)
-        .unwrap_or(0);
+    let after = super::runs::resume_point(&headers, query.after);
     Ok(Sse::new(super::runs::live(job, after))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

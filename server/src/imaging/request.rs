@@ -2,6 +2,8 @@
 //! their resolution against one model into a [`GenerationRequest`] that cannot hold an invalid
 //! value: counts, sizes, steps and lengths are checked here, once, with errors naming the field.
 
+use app::api::ImageMetadata;
+
 use super::diffusion::pipeline::EditInput;
 use super::diffusion::preview::PreviewRate;
 use super::diffusion::schedulers::{SamplerKind, Schedule};
@@ -106,6 +108,26 @@ pub struct GenerationRequest {
 impl GenerationRequest {
     pub fn seed_of(&self, index: u32) -> u64 {
         self.seed.wrapping_add(u64::from(index))
+    }
+
+    /// How the image with `seed` was made, as stored with it. Callers add what they know
+    /// beyond the engine (the tool's arguments, the edited image's id).
+    pub fn metadata(&self, seed: u64) -> ImageMetadata {
+        ImageMetadata {
+            model: self.model.clone(),
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            seed,
+            steps: self.steps,
+            sampler: self.sampler.name().into(),
+            schedule: self.schedule.name().into(),
+            guidance: self.guidance,
+            width: self.width,
+            height: self.height,
+            tool_arguments: serde_json::Value::Null,
+            source_image_id: None,
+            strength: self.edit.as_ref().map(|e| e.strength),
+        }
     }
 }
 

@@ -229,19 +229,9 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
 
     let tool_arguments = serde_json::from_str::<Value>(arguments).unwrap_or(Value::Null);
     let metadata_of = |seed: u64| ImageMetadata {
-        model: request.model.clone(),
-        prompt: request.prompt.clone(),
-        negative_prompt: request.negative_prompt.clone(),
-        seed,
-        steps: request.steps,
-        sampler: request.sampler.name().into(),
-        schedule: request.schedule.name().into(),
-        guidance: request.guidance,
-        width: request.width,
-        height: request.height,
         tool_arguments: tool_arguments.clone(),
         source_image_id: args.source_image.clone(),
-        strength: edit.as_ref().map(|(_, s)| *s),
+        ..request.metadata(seed)
     };
     let mut images: Vec<ToolImage> = Vec::new();
     let result = paint(
