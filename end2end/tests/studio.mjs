@@ -413,9 +413,12 @@ export const tests = [
         'the request carries the form',
       );
       // While it runs: Stop instead of Generate, and the status counts the steps.
-      const first = await waitFor(async () => stepOf(await studio.status(page).innerText({ timeout: 500 })), 10_000, {
-        what: 'the status to show "Step k of n"',
-      }).catch(async (e) => {
+      // Polled, or (on a busy machine, where polls can miss the whole painting) recorded.
+      const first = await waitFor(
+        async () => stepOf(await studio.status(page).innerText({ timeout: 500 })) ?? (await progress()).statuses.map(stepOf).find(Boolean),
+        10_000,
+        { what: 'the status to show "Step k of n"' },
+      ).catch(async (e) => {
         throw new Error(`${e.message}; recorded: ${JSON.stringify(await progress()).slice(0, 400)}`);
       });
       assert.equal(first.steps, 150);
@@ -735,16 +738,17 @@ export const tests = [
     name: 'Randomize starts a job with random settings and Stop ends it',
     timeout: 60_000,
     async run({ page }) {
-      // A server whose model paints 1024×1024 by default, so that even the fastest random
-      // settings (1 image, a one-step sampler) take seconds: time to press Stop.
+      // A server whose model paints 2048×2048 by default, so that even the fastest random
+      // settings (1 image, a one-step sampler, 1536×2048) take ~2 s: time to press Stop.
+      // Steps 50: Randomize may pick "lcm", which takes at most 50 (see the test below).
       const slow = await startEasel({
         mode: 'direct',
-        modelToml: 'display_name = "Tiny SD (slow)"\ndefault_size = "1024x1024"\nallowed_sizes = ["1024x1024"]\n'
-          + 'default_sampler = "heun"\ndefault_guidance = 7.5\n[steps]\nauto = 150\nlow = 4\nmedium = 40\nhigh = 150\n',
+        modelToml: 'display_name = "Tiny SD (slow)"\ndefault_size = "2048x2048"\nallowed_sizes = ["2048x2048"]\nmax_size = 2048\n'
+          + 'default_sampler = "heun"\ndefault_guidance = 7.5\n[steps]\nauto = 50\nlow = 4\nmedium = 40\nhigh = 50\n',
       });
       try {
         await openStudio(page, slow.baseUrl);
-        await fillForm(page, { steps: 150, preview: 'faster' });
+        await fillForm(page, { steps: 50, preview: 'faster' });
         const before = (await (await fetch(`${slow.baseUrl}/api/studio/images`)).json()).length;
         const started = jobStarted(page);
         await page.getByRole('button', { name: 'Randomize', exact: true }).click();
@@ -752,7 +756,13 @@ export const tests = [
         assert.ok(job.body.prompt.length > 0, 'a random prompt filled the empty box');
         assert.equal(await studio.promptBox(page).inputValue(), job.body.prompt, 'the prompt box shows it');
         assert.ok(job.body.n >= 1 && job.body.n <= 4, `n ${job.body.n}`);
-        assert.equal(job.body.steps, 150, 'Steps is kept');
+        assert.equal(job.body.steps, 50, 'Steps is kept');
+        const models = await (await fetch(`${slow.baseUrl}/api/models`)).json();
+        assert.ok(models.image[0].samplers.includes(job.body.sampler), `a sampler of the model: ${job.body.sampler}`);
+        assert.ok(['discrete', 'karras'].includes(job.body.schedule), `schedule ${job.body.schedule}`);
+        assert.ok(['auto', '3d-anime', '3d-model', 'anime', 'movie', 'comic', 'cyberpunk', 'fantasy'].includes(job.body.style ?? 'auto'), `style ${job.body.style}`);
+        const card = await page.getByRole('radiogroup', { name: 'Style' }).getByRole('radio', { checked: true }).innerText();
+        assert.ok(card.length > 0, 'a style card is checked');
         assert.match(String(job.body.seed), /^\d+$/);
         assert.equal(await studio.field(page, 'spinbutton', 'Seed').inputValue(), String(job.body.seed), 'the seed field shows it');
 
@@ -1007,20 +1017,47 @@ tests.push(
     },
   },
   {
-    name: 'the code of a 16:9 request runs against /v1/images/generations',
+    name: 'a 16:9 request is either an allowed size whose code runs, or the code view says why not',
     async run({ page, baseUrl }) {
       await openStudio(page, baseUrl);
       await fillForm(page, { prompt: `a wide valley ${tag()}`, aspect: '16:9', steps: 6, seed: 1234 });
       await page.getByRole('button', { name: 'View code', exact: true }).click();
-      const shown = await page.getByRole('region', { name: 'Code' }).locator('#code-snippet').innerText();
+      const region = page.getByRole('region', { name: 'Code' });
+      const shown = await region.locator('#code-snippet').innerText();
       const res = await fetch(`${baseUrl}/v1/images/generations`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: curlBody(shown),
       });
       const answer = await res.json();
-      assert.equal(res.status, 200, `the curl shown answers ${res.status}: ${JSON.stringify(answer)}\n${shown}`);
-      assert.equal(answer.data.length, 1);
+      if (res.status === 200) {
+        assert.equal(answer.data.length, 1);
+      } else {
+        // The test model allows square sizes only: the Studio paints 16:9 anyway (any multiple
+        // of 8), and the code view must warn that the images API will refuse that size.
+        assert.equal(answer.error.param, 'size', JSON.stringify(answer));
+        const note = normalize(await region.locator('.code-note').innerText());
+        assert.match(note, /is a Studio size; the images API accepts the model's allowed sizes/, note);
+      }
+    },
+  },
+  {
+    name: 'Randomize picks settings the engine can paint (not lcm with more than 50 steps)',
+    async run({ page, baseUrl }) {
+      // Math.random() → 9.5e-9 makes every random(max) in the page 9 % max: sampler 9 of 11 is
+      // "lcm" (the rest: 1:1, 2 images, karras, seed 9).
+      await page.addInitScript(() => {
+        Math.random = () => 9.5e-9;
+      });
+      await openStudio(page, baseUrl);
+      await fillForm(page, { prompt: `a red kite ${tag()}`, steps: 60 });
+      const started = jobStarted(page);
+      await page.getByRole('button', { name: 'Randomize', exact: true }).click();
+      const job = await started;
+      await waitFor(async () => (await studio.stop(page).count()) === 0, 15_000, { what: 'the job to end' });
+      const status = normalize(await studio.status(page).innerText());
+      assert.equal(status, '', `Randomize picked sampler ${job.body.sampler} with ${job.body.steps} steps; the job ended with "${status}"`);
+      await waitForResults(page, job.body.n);
     },
   },
   {

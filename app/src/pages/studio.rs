@@ -57,6 +57,9 @@ const RANDOM_PROMPTS: [&str; 16] = [
 #[derive(Debug, Clone, PartialEq)]
 struct ResultSlot {
     index: u32,
+    /// Size of the image being made, so the placeholder has its shape.
+    width: u32,
+    height: u32,
     step: u32,
     steps: u32,
     preview: Option<String>,
@@ -76,8 +79,44 @@ fn round8(v: f64) -> u32 {
     ((v / 8.0).round() as u32 * 8).max(64)
 }
 
-/// The size for an aspect ratio, keeping the model's default area.
+/// The size for an aspect ratio: the model's allowed size closest to it (so the request is
+/// one the images API accepts too), else one computed around the default area.
 fn size_for(model: &ImageModelInfo, aspect: &str) -> String {
+    let wanted: f64 = match aspect {
+        "16:9" => 16.0 / 9.0,
+        "9:16" => 9.0 / 16.0,
+        _ => 1.0,
+    };
+    let parse = |s: &str| {
+        s.split_once('x')
+            .and_then(|(w, h)| Some((w.parse::<f64>().ok()?, h.parse::<f64>().ok()?)))
+    };
+    let default_area = parse(&model.default_size)
+        .map(|(w, h)| w * h)
+        .unwrap_or(512.0 * 512.0);
+    let same_orientation = |r: f64| {
+        (r - 1.0).abs() < 1e-6 && (wanted - 1.0).abs() < 1e-6
+            || (r > 1.0) == (wanted > 1.0) && (r - 1.0).abs() > 1e-6 && (wanted - 1.0).abs() > 1e-6
+    };
+    let best = model
+        .allowed_sizes
+        .iter()
+        .filter_map(|s| parse(s).map(|(w, h)| (s, w / h, w * h)))
+        .filter(|(_, r, _)| same_orientation(*r))
+        .min_by(|a, b| {
+            let score = |(_, r, area): &(&String, f64, f64)| {
+                (r / wanted).ln().abs() * 4.0 + (area / default_area).ln().abs()
+            };
+            score(a).total_cmp(&score(b))
+        });
+    if let Some((s, _, _)) = best {
+        return s.clone();
+    }
+    computed_size(model, aspect)
+}
+
+/// Around the default area at the exact ratio, multiples of 8.
+fn computed_size(model: &ImageModelInfo, aspect: &str) -> String {
     let (w, h) = model
         .default_size
         .split_once('x')
@@ -157,6 +196,8 @@ fn Studio() -> impl IntoView {
     let slots: RwSignal<Vec<ResultSlot>> = RwSignal::new(Vec::new());
     let selected = RwSignal::new(0usize);
     let status: RwSignal<Option<String>> = RwSignal::new(None);
+    // The prompt of the running job (the box may change meanwhile).
+    let job_prompt = StoredValue::new(String::new());
     let subscription: StoredValue<Option<RunEvents>, LocalStorage> = StoredValue::new_local(None);
     let gallery_version = RwSignal::new(0u32);
     let gallery = LocalResource::new(move || {
@@ -243,6 +284,7 @@ fn Studio() -> impl IntoView {
         subscription.set_value(None);
         slots.set(Vec::new());
         selected.set(0);
+        job_prompt.set_value(body.prompt.clone());
         status.set(Some("Starting…".into()));
         spawn_local(async move {
             match client::send::<_, StudioJob>("POST", "/api/studio/generations", &body).await {
@@ -266,6 +308,8 @@ fn Studio() -> impl IntoView {
                                             (0..q.count)
                                                 .map(|index| ResultSlot {
                                                     index,
+                                                    width: q.width,
+                                                    height: q.height,
                                                     step: 0,
                                                     steps: 0,
                                                     preview: None,
@@ -307,7 +351,14 @@ fn Studio() -> impl IntoView {
                                                     b64: None,
                                                     url: Some(d.url.clone()),
                                                     thumbnail_url: d.thumbnail_url.clone(),
-                                                    metadata: Default::default(),
+                                                    // Until the gallery answers with the full record.
+                                                    metadata: crate::api::ImageMetadata {
+                                                        seed: d.seed,
+                                                        width: d.width,
+                                                        height: d.height,
+                                                        tool_arguments: serde_json::json!({ "prompt": job_prompt.get_value() }),
+                                                        ..Default::default()
+                                                    },
                                                 });
                                             }
                                         });
@@ -317,12 +368,14 @@ fn Studio() -> impl IntoView {
                                     status.set(None);
                                     job.set(None);
                                     gallery_version.update(|v| *v += 1);
+                                    complete_results(slots);
                                 }
                                 ev::RUN_CANCELLED => {
                                     status.set(Some("Stopped.".into()));
                                     job.set(None);
                                     slots.update(|s| s.retain(|slot| slot.image.is_some()));
                                     gallery_version.update(|v| *v += 1);
+                                    complete_results(slots);
                                 }
                                 ev::RUN_ERROR => {
                                     if let Ok(e) = serde_json::from_value::<ev::RunError>(value) {
@@ -410,10 +463,15 @@ fn Studio() -> impl IntoView {
         aspect.set(["1:1", "16:9", "9:16"][random(3) as usize].to_string());
         exact_size.set(String::new());
         count.set(1 + random(4));
-        let samplers = current_model
-            .get_untracked()
+        // Only samplers that suit the model: LCM models need `lcm`, others must not use it.
+        let info = current_model.get_untracked();
+        let lcm_model = info.as_ref().is_some_and(|m| m.family == "lcm");
+        let samplers: Vec<String> = info
             .map(|m| m.samplers)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| (s == "lcm") == lcm_model)
+            .collect();
         if !samplers.is_empty() {
             sampler.set(samplers[random(samplers.len() as u32) as usize].clone());
         }
@@ -530,7 +588,27 @@ fn Studio() -> impl IntoView {
         }
     };
 
-    let snippet = move || code_snippets(&request(), &code_tab.get());
+    // Tracks every field, so an open code view follows the form as it changes.
+    let snippet = move || {
+        (
+            prompt.track(),
+            negative.track(),
+            model.track(),
+            style.track(),
+            size.track(),
+            count.track(),
+        );
+        (
+            sampler.track(),
+            schedule.track(),
+            steps.track(),
+            guidance.track(),
+            seed.track(),
+            source.track(),
+            strength.track(),
+        );
+        code_snippets(&request(), &code_tab.get())
+    };
 
     view! {
         <header class="page-header">
@@ -820,7 +898,7 @@ fn Studio() -> impl IntoView {
                                 let done_index = results.with(|r| r.iter().position(|i| i.id == image.id).unwrap_or(0));
                                 view! {
                                     <button class="result-main" id="result-main" aria-label="Open fullscreen" on:click=move |_| open_result(done_index)>
-                                        <img src=image.url.clone().unwrap_or_default() alt=prompt.get_untracked()/>
+                                        <img src=image.url.clone().unwrap_or_default() alt=user_prompt(image)/>
                                     </button>
                                 }
                                 .into_any()
@@ -828,7 +906,7 @@ fn Studio() -> impl IntoView {
                             None => {
                                 let label = if slot.steps > 0 { format!("Painting, step {} of {}", slot.step, slot.steps) } else { "Queued".into() };
                                 view! {
-                                    <figure class="result-main placeholder" role="img" aria-label=label.clone()>
+                                    <figure class="result-main placeholder" role="img" aria-label=label.clone() style=format!("aspect-ratio: {} / {}", slot.width.max(1), slot.height.max(1))>
                                         {slot.preview.clone().map(|p| view! { <img src=p alt="" class="preview"/> })}
                                         <figcaption>
                                             <progress max="100" value=(slot.step * 100).checked_div(slot.steps).unwrap_or(0)></progress>
@@ -869,9 +947,11 @@ fn Studio() -> impl IntoView {
                                     .map(|(i, s)| {
                                         let thumb = s.image.as_ref().map(|im| im.thumbnail_url.clone()).or(s.preview.clone());
                                         view! {
-                                            <button type="button" role="listitem" class="strip-item" aria-current=move || (selected.get() == i).then_some("true") aria-label=format!("Result {}", i + 1) on:click=move |_| selected.set(i)>
+                                            <div role="listitem">
+                                            <button type="button" class="strip-item" aria-current=move || (selected.get() == i).then_some("true") aria-label=format!("Result {}", i + 1) on:click=move |_| selected.set(i)>
                                                 {thumb.map(|t| view! { <img src=t alt=""/> })}
                                             </button>
+                                            </div>
                                         }
                                     })
                                     .collect_view()}
@@ -892,6 +972,14 @@ fn Studio() -> impl IntoView {
                                 })
                                 .collect_view()}
                         </div>
+                        <Show when=move || {
+                            let sz = size.get();
+                            sz != "auto" && source.with(Option::is_none) && !current_model.get().is_some_and(|m| m.allowed_sizes.contains(&sz))
+                        }>
+                            <p class="note warn code-note">
+                                {move || format!("{} is a Studio size; the images API accepts the model's allowed sizes ({}).", size.get(), current_model.get().map(|m| m.allowed_sizes.join(", ")).unwrap_or_default())}
+                            </p>
+                        </Show>
                         <pre><code id="code-snippet">{snippet}</code></pre>
                         <button type="button" class="button" on:click=move |_| {
                             browser::copy_text(&snippet());
@@ -948,6 +1036,25 @@ fn Studio() -> impl IntoView {
     .into_any()
 }
 
+/// Replaces the results' provisional records (from `image.done`) with the stored ones, which
+/// carry the full generation metadata the viewer and "Edit" show.
+fn complete_results(slots: RwSignal<Vec<ResultSlot>>) {
+    spawn_local(async move {
+        let Ok(stored) = client::get::<Vec<Image>>("/api/studio/images?limit=50").await else {
+            return;
+        };
+        slots.update(|list| {
+            for slot in list.iter_mut() {
+                if let Some(image) = &slot.image {
+                    if let Some(full) = stored.iter().find(|g| g.id == image.id) {
+                        slot.image = Some(full.clone());
+                    }
+                }
+            }
+        });
+    });
+}
+
 /// The exact current request as curl, Python (`openai`) and Node.js (`openai`) code against
 /// Easel's OpenAI-compatible API.
 fn code_snippets(r: &StudioRequest, language: &str) -> String {
@@ -977,9 +1084,12 @@ fn code_snippets(r: &StudioRequest, language: &str) -> String {
     let editing = r.source_image_id.is_some() || r.source_image_b64.is_some();
     if editing {
         if let Some(s) = r.strength {
-            extra.insert("strength".into(), serde_json::json!(s));
+            // Two decimals, as shown on the slider (not 0.6000000238…).
+            let rounded: f64 = format!("{s:.2}").parse().unwrap_or(0.6);
+            extra.insert("strength".into(), serde_json::json!(rounded));
         }
     }
+    let masked = r.mask_b64.is_some();
     let model = r.model.clone().unwrap_or_default();
     let size = if r.size == "auto" {
         None
@@ -1001,8 +1111,9 @@ fn code_snippets(r: &StudioRequest, language: &str) -> String {
             serde_json::Value::Object(extra)
         ),
         ("python", true) => format!(
-            "from openai import OpenAI\n\nclient = OpenAI(base_url=\"{origin}/v1\", api_key=\"unused\")\nresult = client.images.edit(\n    model={},\n    image=open(\"source.png\", \"rb\"),\n    mask=open(\"mask.png\", \"rb\"),  # from \"Save mask\"; leave out to change the whole image\n    prompt={},\n    n={},\n    extra_body={},\n)",
+            "from openai import OpenAI\n\nclient = OpenAI(base_url=\"{origin}/v1\", api_key=\"unused\")\nresult = client.images.edit(\n    model={},\n    image=open(\"source.png\", \"rb\"),{}\n    prompt={},\n    n={},\n    extra_body={},\n)",
             py_str(&model),
+            if masked { "\n    mask=open(\"mask.png\", \"rb\"),  # from \"Save mask\"" } else { "" },
             py_str(&r.prompt),
             r.n,
             serde_json::Value::Object(extra)
@@ -1018,8 +1129,9 @@ fn code_snippets(r: &StudioRequest, language: &str) -> String {
             )
         }
         ("node", true) => format!(
-            "import fs from \"node:fs\";\nimport OpenAI from \"openai\";\n\nconst client = new OpenAI({{ baseURL: \"{origin}/v1\", apiKey: \"unused\" }});\nconst result = await client.images.edit({{\n  model: {},\n  image: fs.createReadStream(\"source.png\"),\n  mask: fs.createReadStream(\"mask.png\"),\n  prompt: {},\n  n: {},\n  ...{},\n}});",
+            "import fs from \"node:fs\";\nimport OpenAI from \"openai\";\n\nconst client = new OpenAI({{ baseURL: \"{origin}/v1\", apiKey: \"unused\" }});\nconst result = await client.images.edit({{\n  model: {},\n  image: fs.createReadStream(\"source.png\"),{}\n  prompt: {},\n  n: {},\n  ...{},\n}});",
             py_str(&model),
+            if masked { "\n  mask: fs.createReadStream(\"mask.png\"), // from \"Save mask\"" } else { "" },
             py_str(&r.prompt),
             r.n,
             serde_json::Value::Object(extra)
@@ -1035,14 +1147,15 @@ fn code_snippets(r: &StudioRequest, language: &str) -> String {
             )
         }
         (_, true) => {
-            let mut lines = vec![
-                format!("curl {origin}/v1/images/edits"),
-                "  -F image=@source.png".into(),
-                "  -F mask=@mask.png".into(),
+            let mut lines = vec![format!("curl {origin}/v1/images/edits"), "  -F image=@source.png".into()];
+            if masked {
+                lines.push("  -F mask=@mask.png".into());
+            }
+            lines.extend([
                 format!("  -F model={model}"),
                 format!("  -F prompt='{}'", r.prompt.replace('\'', "'\\''")),
                 format!("  -F n={}", r.n),
-            ];
+            ]);
             for (k, v) in extra {
                 let value = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
                 lines.push(format!("  -F {k}='{}'", value.replace('\'', "'\\''")));
