@@ -63,6 +63,16 @@ async fn generations_answer_in_openai_shape_inline_or_by_url() {
         .unwrap();
     assert_eq!(&jpeg[..3], &[0xFF, 0xD8, 0xFF]);
     assert_eq!(body["output_format"], "jpeg");
+
+    // output_compression is the JPEG quality.
+    let jpeg_of = |quality: i64| json!({"prompt": "a red fox", "size": "128x128", "seed": 3, "output_format": "jpeg", "output_compression": quality});
+    let (_, small) = s.send("POST", "/v1/images/generations", jpeg_of(10)).await;
+    let (_, large) = s.send("POST", "/v1/images/generations", jpeg_of(95)).await;
+    let size = |b: &Value| b64(b["data"][0]["b64_json"].as_str().unwrap()).len();
+    assert!(size(&small) < size(&large), "quality 10 is smaller than 95");
+    let (status, body) = s.send("POST", "/v1/images/generations", jpeg_of(101)).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["param"], "output_compression");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -209,12 +209,15 @@ struct Common {
     stream: Option<bool>,
     partial_images: Option<u32>,
     strength: Option<f32>,
+    /// JPEG quality (0–100), as OpenAI's `output_compression`.
+    output_compression: Option<i64>,
 }
 
 /// How to answer: inline base64 or a URL, PNG or JPEG.
 struct Output {
     url: bool,
     jpeg: bool,
+    jpeg_quality: u8,
     quality: String,
 }
 
@@ -240,9 +243,20 @@ impl Common {
                 ))
             }
         };
+        let jpeg_quality = match self.output_compression {
+            None => encode::JPEG_QUALITY,
+            Some(q @ 0..=100) => q.max(1) as u8,
+            Some(q) => {
+                return Err(OpenAiError::invalid(
+                    format!("output_compression must be 0 to 100, not {q}"),
+                    Some("output_compression"),
+                ))
+            }
+        };
         Ok(Output {
             url,
             jpeg,
+            jpeg_quality,
             quality: self.quality.clone().unwrap_or_else(|| "auto".into()),
         })
     }
@@ -373,6 +387,9 @@ async fn edits(State(state): State<AppState>, headers: HeaderMap, mut form: Mult
                 "strength" => body.strength = Some(number("strength")? as f32),
                 "stream" => body.stream = Some(text() == "true"),
                 "partial_images" => body.partial_images = Some(number("partial_images")? as u32),
+                "output_compression" => {
+                    body.output_compression = Some(number("output_compression")? as i64)
+                }
                 _ => {} // user, background, input_fidelity…: accepted, not used
             }
             Ok(())
@@ -497,7 +514,7 @@ async fn datum(
     base: &str,
 ) -> ApiResult<Value> {
     let bytes = if output.jpeg {
-        to_jpeg(&p.png)?
+        to_jpeg(&p.png, output.jpeg_quality)?
     } else {
         p.png.clone()
     };
@@ -531,11 +548,11 @@ async fn datum(
     }
 }
 
-fn to_jpeg(png: &[u8]) -> ApiResult<Vec<u8>> {
+fn to_jpeg(png: &[u8], quality: u8) -> ApiResult<Vec<u8>> {
     let rgb = encode::decode(png).map_err(|e| {
         OpenAiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None, None)
     })?;
-    encode::jpeg(&rgb, encode::JPEG_QUALITY)
+    encode::jpeg(&rgb, quality)
         .map_err(|e| OpenAiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None, None))
 }
 

@@ -351,6 +351,13 @@ impl Drop for RunningGuard<'_> {
 /// rows at 512² or 4 at 1024². Bigger requests are split into chunks run one after another.
 const MAX_BATCH_PIXELS: usize = 4 * 1024 * 1024;
 
+/// How many images go through the UNet together: both guidance halves of each count, so a
+/// batch stays under [`MAX_BATCH_PIXELS`].
+fn chunk_size(width: u32, height: u32, n: u32) -> usize {
+    let per_image = 2 * width as usize * height as usize;
+    (MAX_BATCH_PIXELS / per_image.max(1)).clamp(1, n.max(1) as usize)
+}
+
 /// Runs a whole request on the calling thread (the queue calls it on the blocking pool; the
 /// command line calls it directly), in chunks of at most [`MAX_BATCH_PIXELS`].
 pub fn run_job(
@@ -367,8 +374,7 @@ pub fn run_job(
             model: entry.id.clone(),
             reason,
         })?;
-    let per_image = 2 * request.width as usize * request.height as usize;
-    let chunk = (MAX_BATCH_PIXELS / per_image).clamp(1, request.n as usize);
+    let chunk = chunk_size(request.width, request.height, request.n);
     let seeds: Vec<u64> = (0..request.n).map(|i| request.seed_of(i)).collect();
     let latent_len = 4 * (request.width as usize / 8) * (request.height as usize / 8);
     let mut images = Vec::with_capacity(request.n as usize);
@@ -453,4 +459,17 @@ pub fn parameters_text(request: &GenerationRequest, seed: u64) -> String {
         request.model
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_size;
+
+    #[test]
+    fn big_requests_are_split_so_a_unet_batch_stays_under_the_budget() {
+        assert_eq!(chunk_size(512, 512, 10), 8);
+        assert_eq!(chunk_size(1024, 1024, 10), 2);
+        assert_eq!(chunk_size(2048, 2048, 3), 1);
+        assert_eq!(chunk_size(64, 64, 10), 10);
+    }
 }
