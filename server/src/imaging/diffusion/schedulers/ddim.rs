@@ -11,15 +11,14 @@
 //! (the last to `final_alpha_cumprod`) using the trained `alphas_cumprod` of those integer
 //! timesteps, so the UNet sees exactly the timestep whose noise level is assumed.
 
-use super::schedule::{karras_sigmas, vp_add_noise, Family, Model};
-use super::{NoiseSource, Scheduler, SchedulerConfig, SchedulerError};
+use super::sampler::Sampler;
+use super::schedule::{Family, Model, VpSteps};
+use super::{NoiseSource, SchedulerConfig, SchedulerError};
 
 pub(super) struct Ddim {
-    model: Model,
-    /// Integer timesteps, one per step.
-    timesteps: Vec<f64>,
-    /// `alphas_cumprod` of each step's timestep and of the one it steps to.
-    alpha: Vec<f64>,
+    /// Integer timesteps, one per step, and the `alphas_cumprod` of each.
+    schedule: VpSteps,
+    /// `alphas_cumprod` of the timestep each step goes to.
     alpha_prev: Vec<f64>,
     x0: Vec<f32>,
     eps: Vec<f32>,
@@ -36,10 +35,8 @@ impl Ddim {
         let spaced = model.spaced_timesteps(steps, true);
         let (timesteps, alpha_prev) = if karras {
             let sigmas = model.sigmas_at(&spaced);
-            let timesteps: Vec<f64> = karras_sigmas(sigmas[sigmas.len() - 1], sigmas[0], steps)
-                .into_iter()
-                .map(|s| model.sigma_to_t(s).round_ties_even())
-                .collect();
+            let timesteps =
+                model.rounded_karras_timesteps(sigmas[sigmas.len() - 1], sigmas[0], steps);
             let alpha_prev = (0..steps)
                 .map(|i| match timesteps.get(i + 1) {
                     Some(&t) => model.alpha_cumprod_at(t as i64),
@@ -55,14 +52,17 @@ impl Ddim {
                 .collect();
             (spaced, alpha_prev)
         };
-        let alpha = timesteps
+        let alphas_cumprod = timesteps
             .iter()
             .map(|&t| model.alpha_cumprod_at(t as i64))
             .collect();
         Ok(Ddim {
-            model,
-            timesteps,
-            alpha,
+            schedule: VpSteps {
+                model,
+                timesteps,
+                alphas_cumprod,
+                alpha_past_end: 1.0,
+            },
             alpha_prev,
             x0: Vec::new(),
             eps: Vec::new(),
@@ -71,36 +71,23 @@ impl Ddim {
     }
 }
 
-impl Scheduler for Ddim {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
+impl Sampler for Ddim {
+    type Timeline = VpSteps;
+
+    fn timeline(&self) -> &VpSteps {
+        &self.schedule
     }
 
-    fn steps(&self) -> usize {
-        self.timesteps.len()
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
-
-    fn step(
+    fn update(
         &mut self,
         model_output: &[f32],
         index: usize,
         sample: &mut [f32],
         _noise: &mut dyn NoiseSource,
     ) {
-        debug_assert!(
-            index < self.timesteps.len(),
-            "evaluation index out of range"
-        );
-        let (Some(&a), Some(&a_prev)) = (self.alpha.get(index), self.alpha_prev.get(index)) else {
-            return;
-        };
-        self.model.vp_denoised(
+        let (a, a_prev) = (self.schedule.alphas_cumprod[index], self.alpha_prev[index]);
+        let model = &self.schedule.model;
+        model.vp_denoised(
             a.sqrt(),
             (1.0 - a).sqrt(),
             sample,
@@ -108,7 +95,7 @@ impl Scheduler for Ddim {
             &mut self.x0,
             Some(&mut self.eps),
         );
-        self.model.clip(&mut self.x0);
+        model.clip(&mut self.x0);
         let (c_x0, c_eps) = (a_prev.sqrt(), (1.0 - a_prev).sqrt());
         for ((x, &x0), &eps) in sample.iter_mut().zip(&self.x0).zip(&self.eps) {
             *x = (c_x0 * x0 as f64 + c_eps * eps as f64) as f32;
@@ -116,30 +103,22 @@ impl Scheduler for Ddim {
         self.has_x0 = true;
     }
 
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        let a = self.alpha.get(index).copied().unwrap_or(1.0);
-        vp_add_noise(original, noise, a)
-    }
-
-    fn denoised(&self) -> Option<&[f32]> {
+    fn estimate(&self) -> Option<&[f32]> {
         self.has_x0.then_some(self.x0.as_slice())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_table, check_trajectories, config, table_entries};
+    use super::super::testing::{assert_table, check_tables, check_trajectories, config};
     use super::super::SamplerKind;
     use super::*;
 
     #[test]
     fn tables_match_diffusers() {
-        let entries = table_entries("ddim");
-        assert!(entries.len() >= 15);
-        for entry in entries {
-            let s = Ddim::new(&config(&entry.config), entry.karras, entry.steps).unwrap();
-            assert_table(&entry, "timesteps", &s.timesteps);
-        }
+        check_tables("ddim", 15, Ddim::new, |entry, s| {
+            assert_table(entry, "timesteps", &s.schedule.timesteps)
+        });
     }
 
     #[test]
@@ -151,12 +130,12 @@ mod tests {
     fn karras_steps_to_the_next_listed_timestep() {
         let config = config("sd15");
         let s = Ddim::new(&config, true, 6).unwrap();
-        assert!(s.timesteps.windows(2).all(|w| w[0] > w[1]));
-        let model = &s.model;
+        let (model, timesteps) = (&s.schedule.model, &s.schedule.timesteps);
+        assert!(timesteps.windows(2).all(|w| w[0] > w[1]));
         for i in 0..5 {
             assert_eq!(
                 s.alpha_prev[i],
-                model.alpha_cumprod_at(s.timesteps[i + 1] as i64)
+                model.alpha_cumprod_at(timesteps[i + 1] as i64)
             );
         }
         assert_eq!(s.alpha_prev[5], model.final_alpha_cumprod);

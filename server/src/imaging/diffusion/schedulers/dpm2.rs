@@ -10,20 +10,19 @@
 //! diffusers, Karras timesteps are rounded, midpoint timesteps are not, and the "sample"
 //! prediction type (unsupported by diffusers' KDPM2) uses the model output as x0.
 
-use super::schedule::{at, f32_round, scale_by_sigma, ve_add_noise, Family, Model};
-use super::{NoiseSource, Scheduler, SchedulerConfig, SchedulerError};
+use super::sampler::Sampler;
+use super::schedule::{
+    at, euler_step, f32_round, repeat_interleave_tail, scale_by_sigma, Family, Model, SigmaSteps,
+};
+use super::{NoiseSource, SchedulerConfig, SchedulerError};
 
 pub(super) struct Dpm2 {
-    model: Model,
-    steps: usize,
-    /// `[t0, t_mid1, t1, t_mid2, t2, ..., t_mid(n-1), t_(n-1)]` (2n - 1 evaluations).
-    timesteps: Vec<f64>,
-    /// diffusers' `sigmas`: `[s0, s1, s1, ..., s_(n-1), s_(n-1), 0, 0, 0]` (2n + 2).
-    sigmas: Vec<f64>,
+    /// Timesteps `[t0, t_mid1, t1, t_mid2, t2, ..., t_mid(n-1), t_(n-1)]` (2n - 1 evaluations)
+    /// and diffusers' `sigmas`: `[s0, s1, s1, ..., s_(n-1), s_(n-1), 0, 0, 0]` (2n + 2).
+    schedule: SigmaSteps,
     /// diffusers' `sigmas_interpol`, the same layout with the midpoints
     /// `m_k = sqrt(s_k * s_(k-1))`, `m_n = 0` (the unused first entry is 0 here; NaN in torch).
     sigmas_interpol: Vec<f64>,
-    init_noise_sigma: f32,
     /// The sample at the start of the step, between its two evaluations.
     start: Option<Vec<f32>>,
     x0: Vec<f32>,
@@ -45,11 +44,9 @@ impl Dpm2 {
                 _ => f32_round((step_sigmas[k] * step_sigmas[k - 1]).sqrt()),
             })
             .collect();
+        // torch.cat([v[:1], v[1:].repeat_interleave(2), v[-1:]]).
         let interleave = |values: &[f64]| {
-            let mut out = vec![values[0]];
-            for &v in &values[1..] {
-                out.extend([v, v]);
-            }
+            let mut out = repeat_interleave_tail(values);
             out.push(values[values.len() - 1]);
             out
         };
@@ -59,13 +56,8 @@ impl Dpm2 {
         for (k, &t) in step_timesteps.iter().enumerate().skip(1) {
             timesteps.extend([f32_round(model.sigma_to_t(mids[k])), t]);
         }
-        let max_sigma = sigmas.iter().copied().fold(0.0, f64::max);
         Ok(Dpm2 {
-            init_noise_sigma: model.diffusers_init_noise_sigma(max_sigma),
-            model,
-            steps,
-            timesteps,
-            sigmas,
+            schedule: SigmaSteps::diffusers(model, steps, timesteps, sigmas),
             sigmas_interpol,
             start: None,
             x0: Vec::new(),
@@ -74,42 +66,31 @@ impl Dpm2 {
     }
 }
 
-impl Scheduler for Dpm2 {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
+impl Sampler for Dpm2 {
+    type Timeline = SigmaSteps;
+
+    fn timeline(&self) -> &SigmaSteps {
+        &self.schedule
     }
 
-    fn steps(&self) -> usize {
-        self.steps
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        self.init_noise_sigma
-    }
-
-    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
+    /// The midpoint evaluations (odd indices) see the sample at `sigma_mid`.
+    fn scale_input(&self, sample: &mut [f32], index: usize) {
         let sigma = if index % 2 == 1 {
             at(&self.sigmas_interpol, index)
         } else {
-            at(&self.sigmas, index)
+            self.schedule.sigma(index)
         };
         scale_by_sigma(sample, sigma);
     }
 
-    fn step(
+    fn update(
         &mut self,
         model_output: &[f32],
         index: usize,
         sample: &mut [f32],
         _noise: &mut dyn NoiseSource,
     ) {
-        debug_assert!(
-            index < self.timesteps.len(),
-            "evaluation index out of range"
-        );
-        if index >= self.timesteps.len() {
-            return;
-        }
+        let (model, sigmas) = (&self.schedule.model, &self.schedule.sigmas);
         let second = if index % 2 == 1 {
             self.start.take()
         } else {
@@ -117,23 +98,17 @@ impl Scheduler for Dpm2 {
         };
         match second {
             None => {
-                let sigma = self.sigmas[index];
+                let sigma = sigmas[index];
                 let sigma_mid = self.sigmas_interpol[index + 1];
-                self.model
-                    .ve_denoised(sigma, sample, model_output, &mut self.x0);
+                model.ve_denoised(sigma, sample, model_output, &mut self.x0);
                 self.start = Some(sample.to_vec());
-                let dt = sigma_mid - sigma;
-                for (x, &x0) in sample.iter_mut().zip(&self.x0) {
-                    let derivative = (*x as f64 - x0 as f64) / sigma;
-                    *x = (*x as f64 + derivative * dt) as f32;
-                }
+                euler_step(sample, &self.x0, sigma, sigma_mid - sigma);
             }
             Some(start) => {
-                let sigma = self.sigmas[index - 1];
+                let sigma = sigmas[index - 1];
                 let sigma_mid = self.sigmas_interpol[index];
-                let sigma_next = self.sigmas[index];
-                self.model
-                    .ve_denoised(sigma_mid, sample, model_output, &mut self.x0);
+                let sigma_next = sigmas[index];
+                model.ve_denoised(sigma_mid, sample, model_output, &mut self.x0);
                 let dt = sigma_next - sigma;
                 for ((x, &x0), &s) in sample.iter_mut().zip(&self.x0).zip(&start) {
                     let derivative = (*x as f64 - x0 as f64) / sigma_mid;
@@ -144,33 +119,26 @@ impl Scheduler for Dpm2 {
         self.has_x0 = true;
     }
 
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        ve_add_noise(original, noise, at(&self.sigmas, index))
-    }
-
-    fn denoised(&self) -> Option<&[f32]> {
+    fn estimate(&self) -> Option<&[f32]> {
         self.has_x0.then_some(self.x0.as_slice())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_table, check_trajectories, config, table_entries};
+    use super::super::testing::{
+        assert_sigma_steps, assert_table, check_tables, check_trajectories,
+    };
     use super::super::SamplerKind;
     use super::*;
 
     #[test]
     fn tables_match_diffusers() {
-        let entries = table_entries("dpm2");
-        assert!(entries.len() >= 30);
-        for entry in entries {
-            let s = Dpm2::new(&config(&entry.config), entry.karras, entry.steps).unwrap();
-            assert_table(&entry, "timesteps", &s.timesteps);
-            assert_table(&entry, "sigmas", &s.sigmas);
+        check_tables("dpm2", 30, Dpm2::new, |entry, s| {
+            assert_sigma_steps(entry, &s.schedule);
             // The fixture leaves out torch's NaN first entry.
-            assert_table(&entry, "sigmas_interpol", &s.sigmas_interpol[1..]);
-            assert_table(&entry, "init_noise_sigma", &[s.init_noise_sigma as f64]);
-        }
+            assert_table(entry, "sigmas_interpol", &s.sigmas_interpol[1..]);
+        });
     }
 
     #[test]

@@ -10,13 +10,13 @@
 //!
 //! The UNet input is not scaled and the initial noise has unit std.
 
-use super::schedule::{at, f32_round, karras_sigmas, vp_add_noise, Family, Model};
-use super::{NoiseSource, Scheduler, SchedulerConfig, SchedulerError};
+use super::sampler::Sampler;
+use super::schedule::{f32_round, karras_sigmas, Family, Model, VpSteps};
+use super::{NoiseSource, SchedulerConfig, SchedulerError};
 
 pub(super) struct Dpmpp2m {
-    model: Model,
     /// Integer timesteps (Karras: sigma -> t rounded), one per step.
-    timesteps: Vec<f64>,
+    schedule: VpSteps,
     /// VE sigmas, one per step plus the final 0.
     sigmas: Vec<f64>,
     /// x0 of the previous step and the `lambda` it was taken at.
@@ -64,9 +64,15 @@ impl Dpmpp2m {
         };
         sigmas.iter_mut().for_each(|s| *s = f32_round(*s));
         sigmas.push(0.0);
+        // add_noise: alpha_t^2 = 1 / (sigma^2 + 1) of the VE sigma.
+        let alphas_cumprod = sigmas.iter().map(|&s| 1.0 / (s * s + 1.0)).collect();
         Ok(Dpmpp2m {
-            model,
-            timesteps,
+            schedule: VpSteps {
+                model,
+                timesteps,
+                alphas_cumprod,
+                alpha_past_end: 1.0,
+            },
             sigmas,
             previous: None,
             x0: Vec::new(),
@@ -75,37 +81,23 @@ impl Dpmpp2m {
     }
 }
 
-impl Scheduler for Dpmpp2m {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
+impl Sampler for Dpmpp2m {
+    type Timeline = VpSteps;
+
+    fn timeline(&self) -> &VpSteps {
+        &self.schedule
     }
 
-    fn steps(&self) -> usize {
-        self.timesteps.len()
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
-
-    fn step(
+    fn update(
         &mut self,
         model_output: &[f32],
         index: usize,
         sample: &mut [f32],
         _noise: &mut dyn NoiseSource,
     ) {
-        debug_assert!(
-            index < self.timesteps.len(),
-            "evaluation index out of range"
-        );
-        if index >= self.timesteps.len() {
-            return;
-        }
         let (alpha_s, sigma_s, lambda_s) = vp(self.sigmas[index]);
-        self.model
+        self.schedule
+            .model
             .vp_denoised(alpha_s, sigma_s, sample, model_output, &mut self.x0, None);
         let sigma_next = self.sigmas[index + 1];
         if sigma_next == 0.0 {
@@ -143,31 +135,23 @@ impl Scheduler for Dpmpp2m {
         self.has_x0 = true;
     }
 
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        let sigma = at(&self.sigmas, index);
-        vp_add_noise(original, noise, 1.0 / (sigma * sigma + 1.0))
-    }
-
-    fn denoised(&self) -> Option<&[f32]> {
+    fn estimate(&self) -> Option<&[f32]> {
         self.has_x0.then_some(self.x0.as_slice())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_table, check_trajectories, config, table_entries};
+    use super::super::testing::{assert_table, check_tables, check_trajectories};
     use super::super::SamplerKind;
     use super::*;
 
     #[test]
     fn tables_match_diffusers() {
-        let entries = table_entries("dpm++2m");
-        assert!(entries.len() >= 30);
-        for entry in entries {
-            let s = Dpmpp2m::new(&config(&entry.config), entry.karras, entry.steps).unwrap();
-            assert_table(&entry, "timesteps", &s.timesteps);
-            assert_table(&entry, "sigmas", &s.sigmas);
-        }
+        check_tables("dpm++2m", 30, Dpmpp2m::new, |entry, s| {
+            assert_table(entry, "timesteps", &s.schedule.timesteps);
+            assert_table(entry, "sigmas", &s.sigmas);
+        });
     }
 
     #[test]

@@ -9,14 +9,13 @@
 //!   `h_d = (h + h_last) / 2`:
 //!   `x <- (sigma_{i+1} / sigma_i) x - (e^-h_d - 1) ((1 + 1/(2r)) D_i - 1/(2r) D_{i-1})`.
 
-use super::schedule::{at, scale_by_sigma, ve_add_noise, Family, Model};
-use super::{NoiseSource, Scheduler, SchedulerConfig, SchedulerError};
+use super::sampler::Sampler;
+use super::schedule::SigmaSteps;
+use super::{NoiseSource, SchedulerConfig, SchedulerError};
 
 pub(super) struct Dpmpp2mV2 {
-    model: Model,
     /// One sigma per step plus the final 0.
-    sigmas: Vec<f64>,
-    timesteps: Vec<f64>,
+    schedule: SigmaSteps,
     /// The previous step's x0 estimate and sigma.
     previous: Option<(Vec<f32>, f64)>,
     x0: Vec<f32>,
@@ -29,16 +28,8 @@ impl Dpmpp2mV2 {
         karras: bool,
         steps: usize,
     ) -> Result<Self, SchedulerError> {
-        let model = Model::new(config, Family::Euler)?;
-        let sigmas = model.kdiffusion_sigmas(steps, karras);
-        let timesteps = sigmas[..steps]
-            .iter()
-            .map(|&s| model.sigma_to_t(s))
-            .collect();
         Ok(Dpmpp2mV2 {
-            model,
-            sigmas,
-            timesteps,
+            schedule: SigmaSteps::kdiffusion(config, karras, steps)?,
             previous: None,
             x0: Vec::new(),
             has_x0: false,
@@ -46,39 +37,24 @@ impl Dpmpp2mV2 {
     }
 }
 
-impl Scheduler for Dpmpp2mV2 {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
+impl Sampler for Dpmpp2mV2 {
+    type Timeline = SigmaSteps;
+
+    fn timeline(&self) -> &SigmaSteps {
+        &self.schedule
     }
 
-    fn steps(&self) -> usize {
-        self.timesteps.len()
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        self.sigmas[0] as f32
-    }
-
-    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
-        scale_by_sigma(sample, at(&self.sigmas, index));
-    }
-
-    fn step(
+    fn update(
         &mut self,
         model_output: &[f32],
         index: usize,
         sample: &mut [f32],
         _noise: &mut dyn NoiseSource,
     ) {
-        debug_assert!(
-            index < self.timesteps.len(),
-            "evaluation index out of range"
-        );
-        if index >= self.timesteps.len() {
-            return;
-        }
-        let (sigma, sigma_next) = (self.sigmas[index], self.sigmas[index + 1]);
-        self.model
+        let sigmas = &self.schedule.sigmas;
+        let (sigma, sigma_next) = (sigmas[index], sigmas[index + 1]);
+        self.schedule
+            .model
             .ve_denoised(sigma, sample, model_output, &mut self.x0);
         let previous = self.previous.take();
         match previous {
@@ -114,28 +90,22 @@ impl Scheduler for Dpmpp2mV2 {
         self.has_x0 = true;
     }
 
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        ve_add_noise(original, noise, at(&self.sigmas, index))
-    }
-
-    fn denoised(&self) -> Option<&[f32]> {
+    fn estimate(&self) -> Option<&[f32]> {
         self.has_x0.then_some(self.x0.as_slice())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_table, check_trajectories, config, table_entries};
+    use super::super::testing::{assert_sigma_steps, check_tables, check_trajectories};
     use super::super::SamplerKind;
     use super::*;
 
     #[test]
     fn sigmas_match_kdiffusion() {
-        for entry in table_entries("kdiffusion") {
-            let s = Dpmpp2mV2::new(&config(&entry.config), entry.karras, entry.steps).unwrap();
-            assert_table(&entry, "sigmas", &s.sigmas);
-            assert_table(&entry, "timesteps", &s.timesteps);
-        }
+        check_tables("kdiffusion", 30, Dpmpp2mV2::new, |entry, s| {
+            assert_sigma_steps(entry, &s.schedule)
+        });
     }
 
     /// Against the fixture script's transcription of stable-diffusion.cpp's loop.

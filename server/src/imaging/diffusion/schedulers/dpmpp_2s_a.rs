@@ -13,8 +13,9 @@
 //! the timestep `sigma_to_t(sigma_s)` for the second. (stable-diffusion.cpp evaluates the second
 //! point at `sigma_{i+1}` instead of `sigma_s`; this follows k-diffusion.)
 
-use super::schedule::{ancestral_step, at, scale_by_sigma, ve_add_noise, Family, Model};
-use super::{NoiseSource, Scheduler, SchedulerConfig, SchedulerError};
+use super::sampler::Sampler;
+use super::schedule::{ancestral_step, SigmaSteps};
+use super::{NoiseSource, SchedulerConfig, SchedulerError};
 
 /// What one model evaluation is for.
 #[derive(Debug, Clone, Copy)]
@@ -28,13 +29,11 @@ enum Stage {
 }
 
 pub(super) struct Dpmpp2sAncestral {
-    model: Model,
-    steps: usize,
+    /// Per evaluation: its noise level and timestep.
+    schedule: SigmaSteps,
     /// One sigma per step plus the final 0.
     sigmas: Vec<f64>,
-    /// Per evaluation: its noise level, timestep and role.
-    eval_sigmas: Vec<f64>,
-    timesteps: Vec<f64>,
+    /// Per evaluation: its role.
     stages: Vec<Stage>,
     /// The sample at the start of the current step, between its two evaluations.
     start: Option<Vec<f32>>,
@@ -54,8 +53,9 @@ impl Dpmpp2sAncestral {
         karras: bool,
         steps: usize,
     ) -> Result<Self, SchedulerError> {
-        let model = Model::new(config, Family::Euler)?;
-        let sigmas = model.kdiffusion_sigmas(steps, karras);
+        // k-diffusion's one evaluation per step, then the midpoint evaluations inserted.
+        let mut schedule = SigmaSteps::kdiffusion(config, karras, steps)?;
+        let sigmas = std::mem::take(&mut schedule.sigmas);
         let mut eval_sigmas = Vec::with_capacity(2 * steps);
         let mut stages = Vec::with_capacity(2 * steps);
         for step in 0..steps {
@@ -70,13 +70,11 @@ impl Dpmpp2sAncestral {
                 eval_sigmas.push((-(t_of(sigma) + 0.5 * h)).exp());
             }
         }
-        let timesteps = eval_sigmas.iter().map(|&s| model.sigma_to_t(s)).collect();
+        schedule.timesteps = schedule.model.timesteps_of(&eval_sigmas);
+        schedule.sigmas = eval_sigmas;
         Ok(Dpmpp2sAncestral {
-            model,
-            steps,
+            schedule,
             sigmas,
-            eval_sigmas,
-            timesteps,
             stages,
             start: None,
             x0: Vec::new(),
@@ -103,36 +101,26 @@ impl Dpmpp2sAncestral {
     }
 }
 
-impl Scheduler for Dpmpp2sAncestral {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
+impl Sampler for Dpmpp2sAncestral {
+    type Timeline = SigmaSteps;
+
+    fn timeline(&self) -> &SigmaSteps {
+        &self.schedule
     }
 
-    fn steps(&self) -> usize {
-        self.steps
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        self.sigmas[0] as f32
-    }
-
-    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
-        scale_by_sigma(sample, at(&self.eval_sigmas, index));
-    }
-
-    fn step(
+    fn update(
         &mut self,
         model_output: &[f32],
         index: usize,
         sample: &mut [f32],
         noise: &mut dyn NoiseSource,
     ) {
-        debug_assert!(index < self.stages.len(), "evaluation index out of range");
         let Some(&stage) = self.stages.get(index) else {
             return;
         };
-        let eval_sigma = self.eval_sigmas[index];
-        self.model
+        let eval_sigma = self.schedule.sigmas[index];
+        self.schedule
+            .model
             .ve_denoised(eval_sigma, sample, model_output, &mut self.x0);
         self.has_x0 = true;
         match stage {
@@ -145,7 +133,7 @@ impl Scheduler for Dpmpp2sAncestral {
                 let sigma = self.sigmas[step];
                 let (sigma_down, _) = ancestral_step(sigma, self.sigmas[step + 1]);
                 let h = t_of(sigma_down) - t_of(sigma);
-                let sigma_s = self.eval_sigmas[index + 1];
+                let sigma_s = self.schedule.sigmas[index + 1];
                 let (a, b) = (sigma_s / sigma, (-0.5 * h).exp_m1());
                 self.start = Some(sample.to_vec());
                 for (x, &d) in sample.iter_mut().zip(&self.x0) {
@@ -166,41 +154,34 @@ impl Scheduler for Dpmpp2sAncestral {
         }
     }
 
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        ve_add_noise(original, noise, at(&self.eval_sigmas, index))
-    }
-
-    fn denoised(&self) -> Option<&[f32]> {
+    fn estimate(&self) -> Option<&[f32]> {
         self.has_x0.then_some(self.x0.as_slice())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_table, check_trajectories, config, table_entries};
+    use super::super::testing::{assert_table, check_tables, check_trajectories, config};
     use super::super::SamplerKind;
     use super::*;
 
     #[test]
     fn sigmas_match_kdiffusion() {
-        let entries = table_entries("kdiffusion");
-        assert!(entries.len() >= 30);
-        for entry in entries {
-            let s =
-                Dpmpp2sAncestral::new(&config(&entry.config), entry.karras, entry.steps).unwrap();
-            assert_table(&entry, "sigmas", &s.sigmas);
-        }
+        check_tables("kdiffusion", 30, Dpmpp2sAncestral::new, |entry, s| {
+            assert_table(entry, "sigmas", &s.sigmas)
+        });
     }
 
     #[test]
     fn two_evaluations_per_step_but_the_last() {
         let s = Dpmpp2sAncestral::new(&config("sd15"), false, 5).unwrap();
-        assert_eq!(s.timesteps.len(), 9);
-        assert_eq!(s.eval_sigmas[0], s.sigmas[0]);
+        let eval_sigmas = &s.schedule.sigmas;
+        assert_eq!(s.schedule.timesteps.len(), 9);
+        assert_eq!(eval_sigmas[0], s.sigmas[0]);
         // The midpoint lies between sigma_i and sigma_down.
         let (down, _) = ancestral_step(s.sigmas[0], s.sigmas[1]);
-        assert!(s.eval_sigmas[1] < s.sigmas[0] && s.eval_sigmas[1] > down);
-        assert_eq!(s.eval_sigmas[8], s.sigmas[4]);
+        assert!(eval_sigmas[1] < s.sigmas[0] && eval_sigmas[1] > down);
+        assert_eq!(eval_sigmas[8], s.sigmas[4]);
     }
 
     /// Seeded trajectories against the fixture script's transcription of k-diffusion's loop.

@@ -10,18 +10,15 @@
 //! evaluation, as diffusers interleaves them: `[t0, t1, t1, t2, t2, ...]`.
 //! `clip_sample` clamps x0 as in diffusers' Heun.
 
-use super::schedule::{at, scale_by_sigma, ve_add_noise, Family, Model};
-use super::{NoiseSource, Scheduler, SchedulerConfig, SchedulerError};
+use super::sampler::Sampler;
+use super::schedule::{repeat_interleave_tail, Family, Model, SigmaSteps};
+use super::{NoiseSource, SchedulerConfig, SchedulerError};
 
 pub(super) struct Heun {
-    model: Model,
-    steps: usize,
-    /// `[t0, t1, t1, ..., t_{n-1}, t_{n-1}]` (2n - 1 evaluations).
-    timesteps: Vec<f64>,
+    /// Timesteps `[t0, t1, t1, ..., t_{n-1}, t_{n-1}]` (2n - 1 evaluations) and sigmas
     /// `[s0, s1, s1, ..., s_{n-1}, s_{n-1}, 0]`: `sigmas[i]` is the noise level of the sample
     /// given to evaluation `i`.
-    sigmas: Vec<f64>,
-    init_noise_sigma: f32,
+    schedule: SigmaSteps,
     /// Between the two evaluations of a step: the first derivative, dt and the step's start.
     first: Option<FirstStage>,
     x0: Vec<f32>,
@@ -42,20 +39,11 @@ impl Heun {
     ) -> Result<Self, SchedulerError> {
         let model = Model::new(config, Family::Heun)?;
         let (step_timesteps, step_sigmas) = model.diffusers_k_tables(steps, karras, false);
-        let mut timesteps = vec![step_timesteps[0]];
-        let mut sigmas = vec![step_sigmas[0]];
-        for (&t, &s) in step_timesteps.iter().zip(&step_sigmas).skip(1) {
-            timesteps.extend([t, t]);
-            sigmas.extend([s, s]);
-        }
+        let timesteps = repeat_interleave_tail(&step_timesteps);
+        let mut sigmas = repeat_interleave_tail(&step_sigmas);
         sigmas.push(0.0);
-        let max_sigma = sigmas.iter().copied().fold(0.0, f64::max);
         Ok(Heun {
-            init_noise_sigma: model.diffusers_init_noise_sigma(max_sigma),
-            model,
-            steps,
-            timesteps,
-            sigmas,
+            schedule: SigmaSteps::diffusers(model, steps, timesteps, sigmas),
             first: None,
             x0: Vec::new(),
             has_x0: false,
@@ -63,37 +51,21 @@ impl Heun {
     }
 }
 
-impl Scheduler for Heun {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
+impl Sampler for Heun {
+    type Timeline = SigmaSteps;
+
+    fn timeline(&self) -> &SigmaSteps {
+        &self.schedule
     }
 
-    fn steps(&self) -> usize {
-        self.steps
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        self.init_noise_sigma
-    }
-
-    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
-        scale_by_sigma(sample, at(&self.sigmas, index));
-    }
-
-    fn step(
+    fn update(
         &mut self,
         model_output: &[f32],
         index: usize,
         sample: &mut [f32],
         _noise: &mut dyn NoiseSource,
     ) {
-        debug_assert!(
-            index < self.timesteps.len(),
-            "evaluation index out of range"
-        );
-        if index >= self.timesteps.len() {
-            return;
-        }
+        let model = &self.schedule.model;
         // Odd evaluations complete the step begun by the previous one.
         let second = if index % 2 == 1 {
             self.first.take()
@@ -102,11 +74,10 @@ impl Scheduler for Heun {
         };
         match second {
             None => {
-                let sigma = self.sigmas[index];
-                let sigma_next = self.sigmas[index + 1];
-                self.model
-                    .ve_denoised(sigma, sample, model_output, &mut self.x0);
-                self.model.clip(&mut self.x0);
+                let sigma = self.schedule.sigmas[index];
+                let sigma_next = self.schedule.sigmas[index + 1];
+                model.ve_denoised(sigma, sample, model_output, &mut self.x0);
+                model.clip(&mut self.x0);
                 let dt = sigma_next - sigma;
                 let derivative: Vec<f32> = sample
                     .iter()
@@ -124,10 +95,9 @@ impl Scheduler for Heun {
                 });
             }
             Some(first) => {
-                let sigma_next = self.sigmas[index];
-                self.model
-                    .ve_denoised(sigma_next, sample, model_output, &mut self.x0);
-                self.model.clip(&mut self.x0);
+                let sigma_next = self.schedule.sigmas[index];
+                model.ve_denoised(sigma_next, sample, model_output, &mut self.x0);
+                model.clip(&mut self.x0);
                 for (((x, &x0), &d1), &start) in sample
                     .iter_mut()
                     .zip(&self.x0)
@@ -143,31 +113,22 @@ impl Scheduler for Heun {
         self.has_x0 = true;
     }
 
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        ve_add_noise(original, noise, at(&self.sigmas, index))
-    }
-
-    fn denoised(&self) -> Option<&[f32]> {
+    fn estimate(&self) -> Option<&[f32]> {
         self.has_x0.then_some(self.x0.as_slice())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_table, check_trajectories, config, table_entries};
+    use super::super::testing::{assert_sigma_steps, check_tables, check_trajectories};
     use super::super::SamplerKind;
     use super::*;
 
     #[test]
     fn tables_match_diffusers() {
-        let entries = table_entries("heun");
-        assert!(entries.len() >= 30);
-        for entry in entries {
-            let s = Heun::new(&config(&entry.config), entry.karras, entry.steps).unwrap();
-            assert_table(&entry, "timesteps", &s.timesteps);
-            assert_table(&entry, "sigmas", &s.sigmas);
-            assert_table(&entry, "init_noise_sigma", &[s.init_noise_sigma as f64]);
-        }
+        check_tables("heun", 30, Heun::new, |entry, s| {
+            assert_sigma_steps(entry, &s.schedule)
+        });
     }
 
     #[test]

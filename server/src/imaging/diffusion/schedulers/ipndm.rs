@@ -13,15 +13,17 @@
 //! - `x + dt (55 d_i - 59 d_{i-1} + 37 d_{i-2} - 9 d_{i-3}) / 24`
 
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 
-use super::schedule::{at, scale_by_sigma, ve_add_noise, Family, Model};
-use super::{NoiseSource, Scheduler, SchedulerConfig, SchedulerError};
+use super::sampler::Sampler;
+use super::schedule::SigmaSteps;
+use super::{NoiseSource, SchedulerConfig, SchedulerError};
 
 /// The highest order; the history keeps `MAX_ORDER - 1` derivatives.
 const MAX_ORDER: usize = 4;
 
 /// Adams-Bashforth weights (newest derivative first) and their common divisor, by order.
-pub(super) fn adams_bashforth(order: usize) -> (&'static [f64], f64) {
+fn adams_bashforth(order: usize) -> (&'static [f64], f64) {
     match order {
         1 => (&[1.0], 1.0),
         2 => (&[3.0, -1.0], 2.0),
@@ -30,74 +32,74 @@ pub(super) fn adams_bashforth(order: usize) -> (&'static [f64], f64) {
     }
 }
 
-pub(super) struct Ipndm {
-    model: Model,
+/// How an iPNDM variant weighs the derivatives: the only difference between ipndm and
+/// ipndm_v.
+pub(super) trait Coefficients: Send + 'static {
+    /// The weights of the `order` newest derivatives (newest first) and their common divisor,
+    /// for the step from `sigmas[index]` to `sigmas[index + 1]`.
+    fn weights(order: usize, sigmas: &[f64], index: usize) -> (Vec<f64>, f64);
+}
+
+/// iPNDM's rule: the fixed-step Adams-Bashforth weights listed above.
+pub(super) enum FixedStep {}
+
+impl Coefficients for FixedStep {
+    fn weights(order: usize, _sigmas: &[f64], _index: usize) -> (Vec<f64>, f64) {
+        let (weights, divisor) = adams_bashforth(order);
+        (weights.to_vec(), divisor)
+    }
+}
+
+/// "ipndm": the loop below with the fixed-step weights.
+pub(super) type Ipndm = Multistep<FixedStep>;
+
+/// The pseudo linear multistep loop of stable-diffusion.cpp's IPNDM and IPNDM_V, with the
+/// weights of `C`: `x <- x + dt * sum_k w_k d_{i-k} / divisor`, `dt = sigma_{i+1} - sigma_i`.
+pub(super) struct Multistep<C> {
     /// One sigma per step plus the final 0.
-    sigmas: Vec<f64>,
-    timesteps: Vec<f64>,
+    schedule: SigmaSteps,
     /// Previous derivatives, newest first (f64: with a large sigma_max, f32 derivatives lose
     /// the digits the first step's cancellation needs).
     history: VecDeque<Vec<f64>>,
     x0: Vec<f32>,
     has_x0: bool,
+    coefficients: PhantomData<C>,
 }
 
-impl Ipndm {
+impl<C: Coefficients> Multistep<C> {
     pub fn new(
         config: &SchedulerConfig,
         karras: bool,
         steps: usize,
     ) -> Result<Self, SchedulerError> {
-        let model = Model::new(config, Family::Euler)?;
-        let sigmas = model.kdiffusion_sigmas(steps, karras);
-        let timesteps = sigmas[..steps]
-            .iter()
-            .map(|&s| model.sigma_to_t(s))
-            .collect();
-        Ok(Ipndm {
-            model,
-            sigmas,
-            timesteps,
+        Ok(Multistep {
+            schedule: SigmaSteps::kdiffusion(config, karras, steps)?,
             history: VecDeque::with_capacity(MAX_ORDER),
             x0: Vec::new(),
             has_x0: false,
+            coefficients: PhantomData,
         })
     }
 }
 
-impl Scheduler for Ipndm {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
+impl<C: Coefficients> Sampler for Multistep<C> {
+    type Timeline = SigmaSteps;
+
+    fn timeline(&self) -> &SigmaSteps {
+        &self.schedule
     }
 
-    fn steps(&self) -> usize {
-        self.timesteps.len()
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        self.sigmas[0] as f32
-    }
-
-    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
-        scale_by_sigma(sample, at(&self.sigmas, index));
-    }
-
-    fn step(
+    fn update(
         &mut self,
         model_output: &[f32],
         index: usize,
         sample: &mut [f32],
         _noise: &mut dyn NoiseSource,
     ) {
-        debug_assert!(
-            index < self.timesteps.len(),
-            "evaluation index out of range"
-        );
-        if index >= self.timesteps.len() {
-            return;
-        }
-        let (sigma, sigma_next) = (self.sigmas[index], self.sigmas[index + 1]);
-        self.model
+        let sigmas = &self.schedule.sigmas;
+        let (sigma, sigma_next) = (sigmas[index], sigmas[index + 1]);
+        self.schedule
+            .model
             .ve_denoised(sigma, sample, model_output, &mut self.x0);
         let d_cur: Vec<f64> = sample
             .iter()
@@ -109,7 +111,7 @@ impl Scheduler for Ipndm {
             self.history.clear();
         }
         let order = (self.history.len() + 1).min(MAX_ORDER);
-        let (weights, divisor) = adams_bashforth(order);
+        let (weights, divisor) = C::weights(order, sigmas, index);
         let dt = sigma_next - sigma;
         for (j, x) in sample.iter_mut().enumerate().take(d_cur.len()) {
             let mut combo = weights[0] * d_cur[j];
@@ -123,11 +125,7 @@ impl Scheduler for Ipndm {
         self.has_x0 = true;
     }
 
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        ve_add_noise(original, noise, at(&self.sigmas, index))
-    }
-
-    fn denoised(&self) -> Option<&[f32]> {
+    fn estimate(&self) -> Option<&[f32]> {
         self.has_x0.then_some(self.x0.as_slice())
     }
 }

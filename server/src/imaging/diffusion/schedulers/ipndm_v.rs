@@ -10,124 +10,28 @@
 //!   does (it computes `h_{n-2}`, `h_{n-3}` but does not use them; the diff-solvers original
 //!   has variable-step weights there too).
 
-use std::collections::VecDeque;
+use super::ipndm::{Coefficients, FixedStep, Multistep};
 
-use super::ipndm::adams_bashforth;
-use super::schedule::{at, scale_by_sigma, ve_add_noise, Family, Model};
-use super::{NoiseSource, Scheduler, SchedulerConfig, SchedulerError};
+/// iPNDM_V's rule: variable-step weights at order 2, fixed-step ones otherwise.
+pub(super) enum VariableStep {}
 
-const MAX_ORDER: usize = 4;
-
-pub(super) struct IpndmV {
-    model: Model,
-    /// One sigma per step plus the final 0.
-    sigmas: Vec<f64>,
-    timesteps: Vec<f64>,
-    /// Previous derivatives, newest first (f64: with a large sigma_max, f32 derivatives lose
-    /// the digits the first step's cancellation needs).
-    history: VecDeque<Vec<f64>>,
-    x0: Vec<f32>,
-    has_x0: bool,
-}
-
-impl IpndmV {
-    pub fn new(
-        config: &SchedulerConfig,
-        karras: bool,
-        steps: usize,
-    ) -> Result<Self, SchedulerError> {
-        let model = Model::new(config, Family::Euler)?;
-        let sigmas = model.kdiffusion_sigmas(steps, karras);
-        let timesteps = sigmas[..steps]
-            .iter()
-            .map(|&s| model.sigma_to_t(s))
-            .collect();
-        Ok(IpndmV {
-            model,
-            sigmas,
-            timesteps,
-            history: VecDeque::with_capacity(MAX_ORDER),
-            x0: Vec::new(),
-            has_x0: false,
-        })
+impl Coefficients for VariableStep {
+    fn weights(order: usize, sigmas: &[f64], index: usize) -> (Vec<f64>, f64) {
+        if order != 2 {
+            return FixedStep::weights(order, sigmas, index);
+        }
+        let sigma = sigmas[index];
+        let h_n = sigmas[index + 1] - sigma;
+        let h_n_1 = index
+            .checked_sub(1)
+            .map_or(h_n, |previous| sigma - sigmas[previous]);
+        let ratio = h_n / h_n_1;
+        (vec![2.0 + ratio, -ratio], 2.0)
     }
 }
 
-impl Scheduler for IpndmV {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    fn steps(&self) -> usize {
-        self.timesteps.len()
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        self.sigmas[0] as f32
-    }
-
-    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
-        scale_by_sigma(sample, at(&self.sigmas, index));
-    }
-
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &mut [f32],
-        _noise: &mut dyn NoiseSource,
-    ) {
-        debug_assert!(
-            index < self.timesteps.len(),
-            "evaluation index out of range"
-        );
-        if index >= self.timesteps.len() {
-            return;
-        }
-        let (sigma, sigma_next) = (self.sigmas[index], self.sigmas[index + 1]);
-        self.model
-            .ve_denoised(sigma, sample, model_output, &mut self.x0);
-        let d_cur: Vec<f64> = sample
-            .iter()
-            .zip(&self.x0)
-            .map(|(&x, &d)| (x as f64 - d as f64) / sigma)
-            .collect();
-        self.history.retain(|d| d.len() == d_cur.len());
-        if index == 0 {
-            self.history.clear();
-        }
-        let order = (self.history.len() + 1).min(MAX_ORDER);
-        let h_n = sigma_next - sigma;
-        let (weights, divisor): (Vec<f64>, f64) = if order == 2 {
-            let h_n_1 = index
-                .checked_sub(1)
-                .map_or(h_n, |previous| sigma - self.sigmas[previous]);
-            let ratio = h_n / h_n_1;
-            (vec![2.0 + ratio, -ratio], 2.0)
-        } else {
-            let (weights, divisor) = adams_bashforth(order);
-            (weights.to_vec(), divisor)
-        };
-        for (j, x) in sample.iter_mut().enumerate().take(d_cur.len()) {
-            let mut combo = weights[0] * d_cur[j];
-            for (w, d) in weights[1..].iter().zip(&self.history) {
-                combo += w * d[j];
-            }
-            *x = (*x as f64 + h_n * combo / divisor) as f32;
-        }
-        self.history.push_front(d_cur);
-        self.history.truncate(MAX_ORDER - 1);
-        self.has_x0 = true;
-    }
-
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        ve_add_noise(original, noise, at(&self.sigmas, index))
-    }
-
-    fn denoised(&self) -> Option<&[f32]> {
-        self.has_x0.then_some(self.x0.as_slice())
-    }
-}
+/// "ipndm_v": iPNDM's loop (`ipndm::Multistep`) with the variable-step weights.
+pub(super) type IpndmV = Multistep<VariableStep>;
 
 #[cfg(test)]
 mod tests {

@@ -15,13 +15,13 @@
 //! `round(sigma_to_t(karras_sigma))`, the Karras sigmas spanning the sigmas of the highest and
 //! lowest distillation timesteps, and steps through them exactly as above.
 
-use super::schedule::{karras_sigmas, vp_add_noise, Family, Model};
-use super::{NoiseSource, Scheduler, SchedulerConfig, SchedulerError};
+use super::sampler::Sampler;
+use super::schedule::{vp_add_noise, Family, Model, VpSteps};
+use super::{NoiseSource, SchedulerConfig, SchedulerError};
 
 pub(super) struct Lcm {
-    model: Model,
-    /// Integer timesteps, one per step.
-    timesteps: Vec<f64>,
+    /// Integer timesteps, one per step, and the `alphas_cumprod` of each.
+    schedule: VpSteps,
     x0: Vec<f32>,
     denoised: Vec<f32>,
     has_denoised: bool,
@@ -44,14 +44,19 @@ impl Lcm {
             let k = model.num_train_timesteps / max;
             let sigma_max = model.interp_sigma(timesteps[0]);
             let sigma_min = model.interp_sigma((k - 1) as f64);
-            timesteps = karras_sigmas(sigma_min, sigma_max, steps)
-                .into_iter()
-                .map(|s| model.sigma_to_t(s).round_ties_even())
-                .collect();
+            timesteps = model.rounded_karras_timesteps(sigma_min, sigma_max, steps);
         }
+        let alphas_cumprod = timesteps
+            .iter()
+            .map(|&t| model.alpha_cumprod_at(t as i64))
+            .collect();
         Ok(Lcm {
-            model,
-            timesteps,
+            schedule: VpSteps {
+                alpha_past_end: model.alpha_cumprod_at(0),
+                model,
+                timesteps,
+                alphas_cumprod,
+            },
             x0: Vec::new(),
             denoised: Vec::new(),
             has_denoised: false,
@@ -63,44 +68,33 @@ impl Lcm {
     /// (`get_scalings_for_boundary_condition_discrete`, sigma_data = 0.5).
     fn boundary_scalings(&self, t: f64) -> (f64, f64) {
         const SIGMA_DATA: f64 = 0.5;
-        let scaled = t * self.model.timestep_scaling;
+        let scaled = t * self.schedule.model.timestep_scaling;
         let c_skip = SIGMA_DATA * SIGMA_DATA / (scaled * scaled + SIGMA_DATA * SIGMA_DATA);
         let c_out = scaled / (scaled * scaled + SIGMA_DATA * SIGMA_DATA).sqrt();
         (c_skip, c_out)
     }
 }
 
-impl Scheduler for Lcm {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
+impl Sampler for Lcm {
+    type Timeline = VpSteps;
+
+    fn timeline(&self) -> &VpSteps {
+        &self.schedule
     }
 
-    fn steps(&self) -> usize {
-        self.timesteps.len()
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
-
-    fn step(
+    fn update(
         &mut self,
         model_output: &[f32],
         index: usize,
         sample: &mut [f32],
         noise: &mut dyn NoiseSource,
     ) {
-        debug_assert!(
-            index < self.timesteps.len(),
-            "evaluation index out of range"
+        let (t, a) = (
+            self.schedule.timesteps[index],
+            self.schedule.alphas_cumprod[index],
         );
-        let Some(&t) = self.timesteps.get(index) else {
-            return;
-        };
-        let a = self.model.alpha_cumprod_at(t as i64);
-        self.model.vp_denoised(
+        let model = &self.schedule.model;
+        model.vp_denoised(
             a.sqrt(),
             (1.0 - a).sqrt(),
             sample,
@@ -108,7 +102,7 @@ impl Scheduler for Lcm {
             &mut self.x0,
             None,
         );
-        self.model.clip(&mut self.x0);
+        model.clip(&mut self.x0);
         let (c_skip, c_out) = self.boundary_scalings(t);
         self.denoised.clear();
         self.denoised.extend(
@@ -118,9 +112,8 @@ impl Scheduler for Lcm {
                 .map(|(&x0, &x)| (c_out * x0 as f64 + c_skip * x as f64) as f32),
         );
         self.has_denoised = true;
-        match self.timesteps.get(index + 1) {
-            Some(&t_next) => {
-                let a_next = self.model.alpha_cumprod_at(t_next as i64);
+        match self.schedule.alphas_cumprod.get(index + 1) {
+            Some(&a_next) => {
                 self.noise.resize(self.denoised.len(), 0.0);
                 noise.fill_standard_normal(&mut self.noise);
                 let noisy = vp_add_noise(&self.denoised, &self.noise, a_next);
@@ -133,30 +126,22 @@ impl Scheduler for Lcm {
         }
     }
 
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        let t = self.timesteps.get(index).copied().unwrap_or(0.0);
-        vp_add_noise(original, noise, self.model.alpha_cumprod_at(t as i64))
-    }
-
-    fn denoised(&self) -> Option<&[f32]> {
+    fn estimate(&self) -> Option<&[f32]> {
         self.has_denoised.then_some(self.denoised.as_slice())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_table, check_trajectories, config, table_entries};
+    use super::super::testing::{assert_table, check_tables, check_trajectories, config};
     use super::super::SamplerKind;
     use super::*;
 
     #[test]
     fn tables_match_diffusers() {
-        let entries = table_entries("lcm");
-        assert!(entries.len() >= 15);
-        for entry in entries {
-            let s = Lcm::new(&config(&entry.config), entry.karras, entry.steps).unwrap();
-            assert_table(&entry, "timesteps", &s.timesteps);
-        }
+        check_tables("lcm", 15, Lcm::new, |entry, s| {
+            assert_table(entry, "timesteps", &s.schedule.timesteps)
+        });
     }
 
     /// Seeded: the noise between steps comes from `TorchRng` / `torch.Generator`.
@@ -168,8 +153,9 @@ mod tests {
     #[test]
     fn karras_stays_within_the_distillation_range() {
         let s = Lcm::new(&config("lcm"), true, 4).unwrap();
-        assert_eq!(s.timesteps[0], 999.0);
-        assert_eq!(s.timesteps[3], 19.0);
-        assert!(s.timesteps.windows(2).all(|w| w[0] > w[1]));
+        let timesteps = &s.schedule.timesteps;
+        assert_eq!(timesteps[0], 999.0);
+        assert_eq!(timesteps[3], 19.0);
+        assert!(timesteps.windows(2).all(|w| w[0] > w[1]));
     }
 }

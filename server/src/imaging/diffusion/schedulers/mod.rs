@@ -19,6 +19,7 @@
 //! `tests/assets/make_scheduler_fixtures.py` records diffusers' tables and short trajectories on
 //! a fake model; the unit tests in this module tree compare against them.
 
+mod sampler;
 mod schedule;
 
 mod ddim;

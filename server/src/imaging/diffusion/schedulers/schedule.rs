@@ -14,6 +14,7 @@
 //! here follow the same precision where it is observable (betas, `alphas_cumprod` and the sigma
 //! table are rounded to f32 like torch's tensors) and use f64 elsewhere.
 
+use super::sampler::Timeline;
 use super::{SchedulerConfig, SchedulerError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,6 +338,27 @@ impl Model {
         (1.0 - w) * low_idx as f64 + w * high_idx as f64
     }
 
+    /// `sigma_to_t` of each sigma: the fractional timesteps k-diffusion's `CompVisDenoiser`
+    /// feeds the UNet.
+    pub fn timesteps_of(&self, sigmas: &[f64]) -> Vec<f64> {
+        sigmas.iter().map(|&s| self.sigma_to_t(s)).collect()
+    }
+
+    /// The integer timesteps nearest (`round(sigma_to_t)`) to `steps` Karras sigmas from
+    /// `sigma_max` down to `sigma_min`: how the VP samplers that have no Karras option in
+    /// diffusers (DDIM, LCM) take a Karras schedule.
+    pub fn rounded_karras_timesteps(
+        &self,
+        sigma_min: f64,
+        sigma_max: f64,
+        steps: usize,
+    ) -> Vec<f64> {
+        karras_sigmas(sigma_min, sigma_max, steps)
+            .into_iter()
+            .map(|s| self.sigma_to_t(s).round_ties_even())
+            .collect()
+    }
+
     /// Sigma at fractional timestep `t` by interpolating log-sigma (k-diffusion `t_to_sigma`).
     pub fn t_to_sigma(&self, t: f64) -> f64 {
         let last = (self.log_sigmas.len() - 1) as f64;
@@ -555,6 +577,155 @@ impl Model {
             let range = range as f32;
             x0.iter_mut().for_each(|v| *v = v.clamp(-range, range));
         }
+    }
+}
+
+/// The evaluations of a sigma-space sampler (`x = x0 + sigma * noise`): the UNet is given
+/// `x / sqrt(sigma^2 + 1)` and `timesteps[i]`, img2img noises to `original + sigma * noise`.
+#[derive(Debug, Clone)]
+pub(super) struct SigmaSteps {
+    pub model: Model,
+    /// User-facing inference steps (second-order samplers list more evaluations).
+    pub steps: usize,
+    /// The UNet timestep of each evaluation.
+    pub timesteps: Vec<f64>,
+    /// The noise level of the sample given to each evaluation, followed by the final 0 where
+    /// the sampler lists it; 0 past the end.
+    pub sigmas: Vec<f64>,
+    pub init_noise_sigma: f32,
+}
+
+impl SigmaSteps {
+    /// The k-diffusion / stable-diffusion.cpp samplers with one evaluation per step: the
+    /// sigmas of [`Model::kdiffusion_sigmas`] (with the final 0), the timesteps
+    /// `sigma_to_t(sigma)`, the initial noise scaled by the first sigma.
+    pub fn kdiffusion(
+        config: &SchedulerConfig,
+        karras: bool,
+        steps: usize,
+    ) -> Result<Self, SchedulerError> {
+        let model = Model::new(config, Family::Euler)?;
+        let sigmas = model.kdiffusion_sigmas(steps, karras);
+        Ok(SigmaSteps {
+            timesteps: model.timesteps_of(&sigmas[..steps]),
+            init_noise_sigma: sigmas[0] as f32,
+            model,
+            steps,
+            sigmas,
+        })
+    }
+
+    /// diffusers' EulerDiscreteScheduler / EulerAncestralDiscreteScheduler `set_timesteps`:
+    /// one evaluation per step on [`Model::diffusers_k_tables`], then sigma 0.
+    pub fn euler(
+        config: &SchedulerConfig,
+        karras: bool,
+        steps: usize,
+    ) -> Result<Self, SchedulerError> {
+        let model = Model::new(config, Family::Euler)?;
+        let (timesteps, mut sigmas) = model.diffusers_k_tables(steps, karras, false);
+        sigmas.push(0.0);
+        Ok(Self::diffusers(model, steps, timesteps, sigmas))
+    }
+
+    /// A diffusers sigma-space scheduler's tables, with its `init_noise_sigma` (from the
+    /// largest sigma, see [`Model::diffusers_init_noise_sigma`]).
+    pub fn diffusers(model: Model, steps: usize, timesteps: Vec<f64>, sigmas: Vec<f64>) -> Self {
+        let max_sigma = sigmas.iter().copied().fold(0.0, f64::max);
+        SigmaSteps {
+            init_noise_sigma: model.diffusers_init_noise_sigma(max_sigma),
+            model,
+            steps,
+            timesteps,
+            sigmas,
+        }
+    }
+
+    /// `sigmas[index]`, 0 past the end (see [`at`]).
+    pub fn sigma(&self, index: usize) -> f64 {
+        at(&self.sigmas, index)
+    }
+}
+
+impl Timeline for SigmaSteps {
+    fn timesteps(&self) -> &[f64] {
+        &self.timesteps
+    }
+
+    fn steps(&self) -> usize {
+        self.steps
+    }
+
+    fn init_noise_sigma(&self) -> f32 {
+        self.init_noise_sigma
+    }
+
+    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
+        scale_by_sigma(sample, self.sigma(index));
+    }
+
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        ve_add_noise(original, noise, self.sigma(index))
+    }
+}
+
+/// The evaluations of a variance-preserving sampler (`x = sqrt(a) x0 + sqrt(1 - a) noise`,
+/// DDIM / LCM / DPM-Solver++): one per step, the UNet input unscaled, the initial latents unit
+/// noise, img2img noised with the `alphas_cumprod` of the evaluation (diffusers' `add_noise`).
+#[derive(Debug, Clone)]
+pub(super) struct VpSteps {
+    pub model: Model,
+    /// The UNet timestep of each step.
+    pub timesteps: Vec<f64>,
+    /// `a` of the sample given to each step (possibly followed by the final level).
+    pub alphas_cumprod: Vec<f64>,
+    /// The level `add_noise` uses past the end (an out-of-range index is a caller bug; each
+    /// sampler keeps the value its port always had there).
+    pub alpha_past_end: f64,
+}
+
+impl Timeline for VpSteps {
+    fn timesteps(&self) -> &[f64] {
+        &self.timesteps
+    }
+
+    fn steps(&self) -> usize {
+        self.timesteps.len()
+    }
+
+    fn init_noise_sigma(&self) -> f32 {
+        1.0
+    }
+
+    fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
+
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        let a = self
+            .alphas_cumprod
+            .get(index)
+            .copied()
+            .unwrap_or(self.alpha_past_end);
+        vp_add_noise(original, noise, a)
+    }
+}
+
+/// `[v0, v1, v1, v2, v2, ...]`: torch's `cat([v[:1], v[1:].repeat_interleave(2)])`, how
+/// diffusers' Heun and KDPM2 list the two evaluations of each step after the first.
+pub(super) fn repeat_interleave_tail(values: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(2 * values.len());
+    out.extend(values.first());
+    for &v in values.iter().skip(1) {
+        out.extend([v, v]);
+    }
+    out
+}
+
+/// The Euler update `x <- x + d * dt` with the derivative `d = (x - x0) / sigma` (Karras et
+/// al. 2022, Algorithm 1 / k-diffusion `to_d`), in place.
+pub(super) fn euler_step(sample: &mut [f32], x0: &[f32], sigma: f64, dt: f64) {
+    for (x, &x0) in sample.iter_mut().zip(x0) {
+        let derivative = (*x as f64 - x0 as f64) / sigma;
+        *x = (*x as f64 + derivative * dt) as f32;
     }
 }
 

@@ -6,7 +6,10 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use super::super::rng::TorchRng;
-use super::{build, NoiseSource, SamplerKind, Schedule, Scheduler, SchedulerConfig};
+use super::schedule::SigmaSteps;
+use super::{
+    build, NoiseSource, SamplerKind, Schedule, Scheduler, SchedulerConfig, SchedulerError,
+};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -90,6 +93,40 @@ pub(super) fn assert_table(entry: &TableEntry, key: &str, actual: &[f64]) {
             "{} {key}[{i}]: {a} vs diffusers {e}\n ours {actual:?}\n diffusers {expected:?}",
             entry.describe()
         );
+    }
+}
+
+/// Builds a sampler with `new` for every fixture table of `sampler` (at least `min_entries`
+/// of them) and hands it to `check` with the entry.
+pub(super) fn check_tables<S>(
+    sampler: &str,
+    min_entries: usize,
+    new: impl Fn(&SchedulerConfig, bool, usize) -> Result<S, SchedulerError>,
+    check: impl Fn(&TableEntry, &S),
+) {
+    let entries = table_entries(sampler);
+    assert!(
+        entries.len() >= min_entries,
+        "{} {sampler} tables in the fixture, expected at least {min_entries}",
+        entries.len()
+    );
+    for entry in entries {
+        let built = new(&config(&entry.config), entry.karras, entry.steps)
+            .unwrap_or_else(|e| panic!("{}: {e}", entry.describe()));
+        check(&entry, &built);
+    }
+}
+
+/// Asserts a sigma-space sampler's timesteps, sigmas and `init_noise_sigma`: the fixture
+/// records the last for the diffusers classes; for k-diffusion it is the first sigma.
+pub(super) fn assert_sigma_steps(entry: &TableEntry, steps: &SigmaSteps) {
+    assert_table(entry, "timesteps", &steps.timesteps);
+    assert_table(entry, "sigmas", &steps.sigmas);
+    if entry.data["init_noise_sigma"].is_null() {
+        let first = steps.sigmas[0] as f32;
+        assert_eq!(steps.init_noise_sigma, first, "{}", entry.describe());
+    } else {
+        assert_table(entry, "init_noise_sigma", &[steps.init_noise_sigma as f64]);
     }
 }
 
