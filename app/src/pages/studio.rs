@@ -590,23 +590,19 @@ fn Studio() -> impl IntoView {
 
     // Tracks every field, so an open code view follows the form as it changes.
     let snippet = move || {
-        (
-            prompt.track(),
-            negative.track(),
-            model.track(),
-            style.track(),
-            size.track(),
-            count.track(),
-        );
-        (
-            sampler.track(),
-            schedule.track(),
-            steps.track(),
-            guidance.track(),
-            seed.track(),
-            source.track(),
-            strength.track(),
-        );
+        prompt.track();
+        negative.track();
+        model.track();
+        style.track();
+        size.track();
+        count.track();
+        sampler.track();
+        schedule.track();
+        steps.track();
+        guidance.track();
+        seed.track();
+        source.track();
+        strength.track();
         code_snippets(&request(), &code_tab.get())
     };
 
