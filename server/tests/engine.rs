@@ -400,6 +400,17 @@ fn requests_are_checked_with_errors_naming_the_field() {
         .field,
         "sampler"
     );
+    // The sampler's own limits are checked up front too (LCM takes at most 50 steps here).
+    let e = check(
+        ImageParams {
+            sampler: Some("lcm".into()),
+            steps: Some(60),
+            ..base()
+        },
+        SizePolicy::AllowedOnly,
+    );
+    assert_eq!(e.field, "steps");
+    assert!(e.message.contains("lcm"), "{e}");
     assert_eq!(
         check(
             ImageParams {

@@ -256,6 +256,16 @@ pub fn resolve(
             .ok_or_else(|| bad("schedule", format!("`{s}` is not discrete or karras")))?,
         None => p.default_schedule,
     };
+    // The sampler itself may refuse a combination (LCM takes at most its distillation's
+    // step count): ask it now, so the caller gets the reason before the job is queued.
+    if let Err(e) =
+        super::diffusion::schedulers::build(sampler, schedule, &model.scheduler, steps as usize)
+    {
+        return Err(bad(
+            "steps",
+            format!("{} with {steps} steps: {e}", sampler.name()),
+        ));
+    }
     if let Some(latents) = &params.latents {
         let expected = n as usize * 4 * (height as usize / 8) * (width as usize / 8);
         if latents.len() != expected {
