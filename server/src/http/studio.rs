@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use app::api::events::{self as ev, ImageDone, ImageProgress, ImageQueued};
+use app::api::events::{self as ev, ImageDone, ImageQueued};
 use app::api::{
     EnhanceRequest, EnhanceResponse, Image, InternalTools, SentToChat, StudioJob, StudioRequest,
     ToolCallRecord,
@@ -35,7 +35,7 @@ use super::AppState;
 use crate::chat::llm::{ChatMessage, LlmDelta, LlmProvider, LlmRequest};
 use crate::chat::run::RunHandle;
 use crate::imaging::diffusion::preview::PreviewRate;
-use crate::imaging::paint::{paint, PaintEvent};
+use crate::imaging::paint::{paint, progress_events, PaintEvent};
 use crate::imaging::request::{
     self, GenerationRequest, ImageParams, Quality, SizeChoice, SizePolicy,
 };
@@ -200,13 +200,8 @@ async fn run_job(
                 steps,
                 previews,
             } => {
-                for (k, preview) in previews.iter().enumerate() {
-                    job.emit_progress(&ImageProgress {
-                        index: first + k as u32,
-                        step,
-                        steps,
-                        preview: preview.as_ref().and_then(encode::preview_data_url),
-                    });
+                for event in progress_events(0, first, step, steps, previews) {
+                    job.emit_progress(&event);
                 }
             }
             PaintEvent::Painted(p) => {

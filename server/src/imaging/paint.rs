@@ -2,6 +2,7 @@
 //! parameters, a thumbnail) the moment it is decoded. The chat tool, Image Studio and the
 //! images API all use this one path, and differ only in where the events go.
 
+use app::api::events::ImageProgress;
 use image::RgbImage;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,28 @@ pub enum PaintEvent<'a> {
         previews: &'a [Option<RgbImage>],
     },
     Painted(&'a Painted),
+}
+
+/// The `image.progress` events of one step: one per image, numbered from `offset` (where the
+/// request's images start in their message), each with its preview as a data URL when there
+/// is one.
+pub fn progress_events(
+    offset: u32,
+    first: u32,
+    step: u32,
+    steps: u32,
+    previews: &[Option<RgbImage>],
+) -> Vec<ImageProgress> {
+    previews
+        .iter()
+        .enumerate()
+        .map(|(k, preview)| ImageProgress {
+            index: offset + first + k as u32,
+            step,
+            steps,
+            preview: preview.as_ref().and_then(encode::preview_data_url),
+        })
+        .collect()
 }
 
 /// Runs `request` to the end (or until `cancel`), calling `on_event` in order.

@@ -1,7 +1,7 @@
 //! The `image_generator` tool: its JSON schema (what the LLM sees), argument validation that
 //! answers mistakes with a reason the LLM can act on, and the call into the image engine.
 
-use app::api::events::{ImageProgress, ImageQueued};
+use app::api::events::ImageQueued;
 use app::api::ImageMetadata;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -10,7 +10,7 @@ use super::{styles, ToolContext, ToolImage, ToolOutcome};
 use crate::chat::llm::ToolSpec;
 use crate::imaging::diffusion::pipeline::EditInput;
 use crate::imaging::edit::source_pixels;
-use crate::imaging::paint::{paint, PaintEvent};
+use crate::imaging::paint::{paint, progress_events, PaintEvent};
 use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
 use crate::imaging::{encode, EngineError};
 
@@ -254,13 +254,8 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
                 steps,
                 previews,
             } => {
-                for (k, preview) in previews.iter().enumerate() {
-                    ctx.sink.image_progress(ImageProgress {
-                        index: ctx.first_index + first + k as u32,
-                        step,
-                        steps,
-                        preview: preview.as_ref().and_then(encode::preview_data_url),
-                    });
+                for event in progress_events(ctx.first_index, first, step, steps, previews) {
+                    ctx.sink.image_progress(event);
                 }
             }
             PaintEvent::Painted(p) => {
