@@ -4,6 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Where an image's files are served: `image_url(id, "png" | "jpg")`, and its thumbnail. The
+/// server links these in events and histories; the browser builds download links with them.
+pub fn image_url(id: &str, ext: &str) -> String {
+    format!("/api/images/{id}.{ext}")
+}
+
+pub fn thumbnail_url(id: &str) -> String {
+    format!("/api/images/{id}/thumbnail")
+}
+
 /// Limits checked at the edge; the UI shows them too.
 pub mod limits {
     pub const MESSAGE_MAX_CHARS: usize = 32_000;

@@ -108,7 +108,7 @@ pub fn ImageViewer() -> impl IntoView {
                             .map(|image| {
                                 let prompt = user_prompt(&image);
                                 let m = image.metadata.clone();
-                                let png = format!("/api/images/{}.png", image.id);
+                                let png = crate::api::image_url(&image.id, "png");
                                 view! {
                                     <div class="viewer-stage">
                                         <button class="icon-button viewer-nav" aria-label="Previous image" on:click=move |_| viewer.step(-1) disabled=move || count() < 2>
@@ -134,10 +134,10 @@ pub fn ImageViewer() -> impl IntoView {
                                         </dl>
                                         {(!m.negative_prompt.is_empty()).then(|| view! { <p class="note">"Negative: " {m.negative_prompt.clone()}</p> })}
                                         <div class="viewer-actions">
-                                            <a class="button" href=format!("/api/images/{}.png?download=1", image.id) download>
+                                            <a class="button" href=format!("{}?download=1", crate::api::image_url(&image.id, "png")) download>
                                                 <Svg icon=Icon::Download/>" PNG"
                                             </a>
-                                            <a class="button" href=format!("/api/images/{}.jpg?download=1", image.id) download>
+                                            <a class="button" href=format!("{}?download=1", crate::api::image_url(&image.id, "jpg")) download>
                                                 <Svg icon=Icon::Download/>" JPG"
                                             </a>
                                         </div>

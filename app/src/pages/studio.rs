@@ -502,7 +502,7 @@ fn Studio() -> impl IntoView {
             url: image
                 .url
                 .clone()
-                .unwrap_or_else(|| format!("/api/images/{}.png", image.id)),
+                .unwrap_or_else(|| crate::api::image_url(&image.id, "png")),
             image_id: Some(image.id.clone()),
             b64: None,
             name: user_prompt(&image),
@@ -917,8 +917,8 @@ fn Studio() -> impl IntoView {
                             let (a, b, c) = (image.clone(), image.id.clone(), image.id.clone());
                             view! {
                                 <div class="row result-actions">
-                                    <a class="button" href=format!("/api/images/{}.png?download=1", image.id) download><Svg icon=Icon::Download/>" PNG"</a>
-                                    <a class="button" href=format!("/api/images/{}.jpg?download=1", image.id) download><Svg icon=Icon::Download/>" JPG"</a>
+                                    <a class="button" href=format!("{}?download=1", crate::api::image_url(&image.id, "png")) download><Svg icon=Icon::Download/>" PNG"</a>
+                                    <a class="button" href=format!("{}?download=1", crate::api::image_url(&image.id, "jpg")) download><Svg icon=Icon::Download/>" JPG"</a>
                                     <button type="button" class="button" on:click=move |_| edit_image.run(a.clone())><Svg icon=Icon::Pencil/>" Edit"</button>
                                     <button type="button" class="button" on:click=move |_| send_to_chat.run(b.clone())><Svg icon=Icon::Chat/>" Send to chat"</button>
                                     <button type="button" class="icon-button" aria-label="Delete image" on:click=move |_| delete_image.run(c.clone())><Svg icon=Icon::Trash/></button>
@@ -1013,7 +1013,7 @@ fn Studio() -> impl IntoView {
                                                     <div class="image-actions">
                                                         <button class="icon-button" aria-label="Edit this image" title="Edit" on:click=move |_| edit_image.run(edit_copy.clone())><Svg icon=Icon::Pencil/></button>
                                                         <button class="icon-button" aria-label="Send to chat" title="Send to chat" on:click=move |_| send_to_chat.run(chat_id.clone())><Svg icon=Icon::Chat/></button>
-                                                        <a class="icon-button" href=format!("/api/images/{}.png?download=1", image.id) download aria-label="Download PNG" title="Download PNG"><Svg icon=Icon::Download/></a>
+                                                        <a class="icon-button" href=format!("{}?download=1", crate::api::image_url(&image.id, "png")) download aria-label="Download PNG" title="Download PNG"><Svg icon=Icon::Download/></a>
                                                         <button class="icon-button" aria-label="Delete image" title="Delete" on:click=move |_| delete_image.run(delete_id.clone())><Svg icon=Icon::Trash/></button>
                                                     </div>
                                                 </li>

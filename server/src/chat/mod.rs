@@ -168,11 +168,4 @@ impl Providers {
             id: id.clone(),
         })
     }
-
-    /// Whether `model` names a model a conversation may use.
-    pub fn is_known(&self, model: &str) -> bool {
-        model == DIRECT_MODEL_ID && self.is_direct_only()
-            || self.list().iter().any(|m| m.id == model)
-            || self.resolve(Some(model)).is_ok() && !self.is_direct_only()
-    }
 }

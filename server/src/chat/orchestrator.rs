@@ -469,8 +469,8 @@ impl ToolSink for RunSink {
             &ImageDone {
                 index: image.index,
                 image_id: image.id.clone(),
-                url: format!("/api/images/{}.png", image.id),
-                thumbnail_url: format!("/api/images/{}/thumbnail", image.id),
+                url: app::api::image_url(&image.id, "png"),
+                thumbnail_url: app::api::thumbnail_url(&image.id),
                 width: image.width,
                 height: image.height,
                 seed: image.seed,

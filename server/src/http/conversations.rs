@@ -228,8 +228,8 @@ pub async fn image_to_api(
         None
     };
     Ok(Image {
-        url: (!inline).then(|| format!("/api/images/{}.png", image.id)),
-        thumbnail_url: format!("/api/images/{}/thumbnail", image.id),
+        url: (!inline).then(|| app::api::image_url(&image.id, "png")),
+        thumbnail_url: app::api::thumbnail_url(&image.id),
         b64,
         mime: "image/png".into(),
         width: image.width as u32,

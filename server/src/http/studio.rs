@@ -244,8 +244,8 @@ async fn run_job(
             &ImageDone {
                 index: image.position,
                 image_id: image.id.clone(),
-                url: format!("/api/images/{}.png", image.id),
-                thumbnail_url: format!("/api/images/{}/thumbnail", image.id),
+                url: app::api::image_url(&image.id, "png"),
+                thumbnail_url: app::api::thumbnail_url(&image.id),
                 width: image.width,
                 height: image.height,
                 seed: image.metadata.seed,

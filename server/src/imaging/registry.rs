@@ -297,7 +297,7 @@ impl Registry {
         }
     }
 
-    /// By id, or by a folder path (the CLI accepts either).
+    /// By id (folder name). The command line also accepts a folder path; it opens that itself.
     pub fn find(&self, name: &str) -> Option<Arc<ModelEntry>> {
         self.models.iter().find(|m| m.id == name).cloned()
     }

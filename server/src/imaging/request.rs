@@ -7,7 +7,7 @@ use app::api::ImageMetadata;
 use super::diffusion::pipeline::EditInput;
 use super::diffusion::preview::PreviewRate;
 use super::diffusion::schedulers::{SamplerKind, Schedule};
-use super::presets::{parse_size, size_text};
+use super::presets::size_text;
 use super::registry::ModelEntry;
 
 pub const MAX_IMAGES: u32 = 10;
@@ -324,9 +324,4 @@ pub fn random_seed() -> u64 {
             .unwrap_or(0),
     );
     hasher.finish() & 0xFFFF_FFFF
-}
-
-/// Accepts `WxH` text for error messages and callers that hold sizes as text.
-pub fn size_of(text: &str) -> Option<(u32, u32)> {
-    parse_size(text)
 }

@@ -139,15 +139,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn touch_conversation(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Deletes the conversation; messages, runs and image bytes go with it (ON DELETE CASCADE).
     pub async fn delete_conversation(&self, user_id: &str, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM conversations WHERE id = ? AND user_id = ?")

@@ -169,11 +169,11 @@ fn Thumbnail(
                 <button class="icon-button" aria-label="Fullscreen" title="Fullscreen" on:click=move |_| open()>
                     <Svg icon=Icon::Expand/>
                 </button>
-                <a class="icon-button" href=format!("/api/images/{}.png?download=1", image.id) download aria-label="Download PNG" title="Download PNG">
+                <a class="icon-button" href=format!("{}?download=1", crate::api::image_url(&image.id, "png")) download aria-label="Download PNG" title="Download PNG">
                     <Svg icon=Icon::Download/>
                     <span class="badge">"PNG"</span>
                 </a>
-                <a class="icon-button" href=format!("/api/images/{}.jpg?download=1", image.id) download aria-label="Download JPG" title="Download JPG">
+                <a class="icon-button" href=format!("{}?download=1", crate::api::image_url(&image.id, "jpg")) download aria-label="Download JPG" title="Download JPG">
                     <Svg icon=Icon::Download/>
                     <span class="badge">"JPG"</span>
                 </a>

@@ -105,10 +105,6 @@ impl OnnxModel {
         self.inputs.iter().find(|p| p.name == name)
     }
 
-    pub fn has_input(&self, name: &str) -> bool {
-        self.input(name).is_some()
-    }
-
     pub fn output_index(&self, name: &str) -> Option<usize> {
         self.outputs.iter().position(|p| p.name == name)
     }
