@@ -317,6 +317,8 @@ pub mod events {
     pub const MESSAGE_DELTA: &str = "message.delta";
     pub const TOOL_CALL: &str = "tool.call";
     pub const IMAGE_QUEUED: &str = "image.queued";
+    /// The queue moved: a job's new position (jobs ahead of it).
+    pub const IMAGE_POSITION: &str = "image.position";
     pub const IMAGE_PROGRESS: &str = "image.progress";
     pub const IMAGE_DONE: &str = "image.done";
     pub const TOOL_RESULT: &str = "tool.result";
@@ -324,11 +326,12 @@ pub mod events {
     pub const RUN_ERROR: &str = "run.error";
     pub const RUN_CANCELLED: &str = "run.cancelled";
     pub const RUN_FINISHED: &str = "run.finished";
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         RUN_STARTED,
         MESSAGE_DELTA,
         TOOL_CALL,
         IMAGE_QUEUED,
+        IMAGE_POSITION,
         IMAGE_PROGRESS,
         IMAGE_DONE,
         TOOL_RESULT,
@@ -368,6 +371,12 @@ pub mod events {
         pub height: u32,
         pub prompt: String,
         /// Jobs ahead of this one in the engine's queue.
+        pub queue_position: usize,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct ImagePosition {
+        pub tool_call_id: String,
         pub queue_position: usize,
     }
 

@@ -8,10 +8,13 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::imaging::diffusion::npy;
-use crate::imaging::registry::ModelEntry;
+use crate::imaging::diffusion::preview::PreviewRate;
+use crate::imaging::registry::{ModelEntry, Registry};
 use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
-use crate::imaging::runtime::Runtime;
-use crate::imaging::{edit, encode, hub, parameters_text, run_job, EngineEvent, GeneratedImage};
+use crate::imaging::{encode, hub, ImageEngine};
+use crate::jobs::prepare::{prepare_edit, EditUpload};
+use crate::jobs::{CallerInfo, JobEvent, JobOrder, JobOrigin, JobService, JobSettings};
+use crate::store::{ImageBlob, JobState, Store, LOCAL_USER};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -130,9 +133,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     match cli.command {
         Command::Serve => crate::serve(config).await.map_err(|e| e.to_string()),
-        Command::Generate(args) => tokio::task::spawn_blocking(move || generate(&config, *args))
-            .await
-            .map_err(|e| e.to_string())?,
+        Command::Generate(args) => generate(&config, *args).await,
         Command::Models {
             command: ModelsCommand::List,
         } => {
@@ -147,9 +148,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     name,
                 },
         } => {
-            crate::install_tls_provider();
             let name = name.unwrap_or_else(|| repo.rsplit('/').next().unwrap_or(&repo).to_string());
-            let dest = config.models_dir.join(&name);
+            let name = hub::safe_folder_name(&name).map_err(|e| e.to_string())?;
+            let dest = config.models_dir.join(name);
             let hub = hub::Hub::from_env().map_err(|e| e.to_string())?;
             hub.pull(&repo, &revision, &dest, false)
                 .await
@@ -199,7 +200,9 @@ fn list_models(config: &Config) {
     }
 }
 
-fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
+/// `easel generate`: the same image job every other caller submits, on an in-memory database
+/// (nothing to keep: the files are the result).
+async fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
     let dir = if Path::new(&args.model).join("model_index.json").is_file() {
         PathBuf::from(&args.model)
     } else {
@@ -218,6 +221,13 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
         Some(path) => Some(npy::read(path)?.data),
         None => None,
     };
+    let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    let engine = ImageEngine::with_registry(
+        Registry::of_folders(&parent, std::slice::from_ref(&dir)),
+        &config.images,
+        Some(&entry.id),
+    );
+    let model = engine.model(Some(&entry.id)).map_err(|e| e.to_string())?;
     let mut params = ImageParams {
         prompt: args.prompt.clone(),
         negative_prompt: args.negative.clone(),
@@ -239,32 +249,53 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
         schedule: args.schedule.clone(),
         seed: args.seed,
         latents,
-        preview: crate::imaging::diffusion::preview::PreviewRate::None,
-        edit: None,
+        preview: PreviewRate::None,
+        strength: None,
     };
+    let mut edit = None;
     if let Some(path) = &args.image {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let source = encode::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-        let size = match params.size {
-            SizeChoice::Exact(w, h) => (w, h),
-            SizeChoice::Auto => edit::fit_size(source.dimensions(), entry.presets.max_size),
-        };
-        params.size = SizeChoice::Exact(size.0, size.1);
+        let source = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mask = match &args.mask {
             Some(p) => Some(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?),
             None => None,
         };
-        params.edit = Some(
-            edit::edit_input(&source, mask.as_deref(), args.strength, size)
-                .map_err(|e| e.to_string())?,
-        );
+        let upload = EditUpload {
+            source,
+            mask,
+            size: params.size,
+            strength: Some(args.strength),
+        };
+        let prepared = prepare_edit(upload, &model, SizePolicy::AnyMultipleOf8)
+            .await
+            .map_err(|e| e.to_string())?;
+        params.size = SizeChoice::Exact(prepared.width, prepared.height);
+        params.strength = Some(prepared.source.strength);
+        edit = Some(prepared.source);
     }
     let request =
-        request::resolve(params, &entry, SizePolicy::AnyMultipleOf8).map_err(|e| e.to_string())?;
+        request::resolve(params, &model, SizePolicy::AnyMultipleOf8).map_err(|e| e.to_string())?;
 
+    let store = Store::connect("sqlite::memory:")
+        .await
+        .map_err(|e| e.to_string())?;
+    let jobs = JobService::start(
+        store.clone(),
+        engine.clone(),
+        JobSettings {
+            concurrency: 1,
+            queue_max_images: request::MAX_IMAGES,
+            run_jobs: true,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let load_started = Instant::now();
-    let runtime = Runtime::load(&config.images).map_err(|e| e.to_string())?;
-    entry.load(&runtime)?;
+    let runtime_model = model.clone();
+    let provider = engine.health().execution_provider;
+    let runtime = engine.runtime().map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || runtime_model.load(&runtime).map(|_| ()))
+        .await
+        .map_err(|e| e.to_string())??;
     let load_ms = ms(load_started);
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
 
@@ -273,29 +304,71 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
     let total_runs = if args.repeat > 0 { args.repeat + 1 } else { 1 };
     for r in 0..total_runs {
         let started = Instant::now();
-        let (images, timings) = run_job(
-            &entry,
-            &runtime,
-            &request,
-            &mut |_: EngineEvent| {},
-            &|| false,
-            None,
-        )
-        .map_err(|e| e.to_string())?;
+        let order = JobOrder {
+            owner: LOCAL_USER.into(),
+            origin: JobOrigin::Cli,
+            request: request.clone(),
+            edit: edit.clone(),
+            caller: CallerInfo {
+                arguments: json!({"prompt": args.prompt}),
+                source_image_id: None,
+                shown_prompt: args.prompt.clone(),
+            },
+            keep_pixels: args.npy,
+            milestones: Vec::new(),
+        };
+        let submitted = jobs.submit(order).await.map_err(|e| e.to_string())?;
+        let job = jobs
+            .job(LOCAL_USER, &submitted.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the job disappeared")?;
+        let end = jobs.wait(&job).await;
+        if end.state != JobState::Done {
+            return Err(end
+                .error
+                .map(|(_, m)| m)
+                .unwrap_or_else(|| "image generation failed".into()));
+        }
         let generate_ms = ms(started);
-        let encode_started = Instant::now();
+        let timings = end.timings.unwrap_or_default();
         let last = r + 1 == total_runs;
-        for image in &images {
-            let bytes = encode_image(&request, image, format)?;
-            if last {
+        let encode_started = Instant::now();
+        if last {
+            for entry in job.log.all() {
+                let JobEvent::Image(image) = entry.event else {
+                    continue;
+                };
+                let png = store
+                    .image_bytes(LOCAL_USER, &image.id, ImageBlob::Png)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("a finished image is missing")?;
+                let bytes = if format == "png" {
+                    png
+                } else {
+                    let meta = store
+                        .get_image(LOCAL_USER, &image.id)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map(|r| r.metadata)
+                        .unwrap_or_default();
+                    let rgb = encode::decode(&png).map_err(|e| e.to_string())?;
+                    encode::jpeg_with_parameters(
+                        &rgb,
+                        encode::JPEG_QUALITY,
+                        &crate::jobs::spec::parameters_of(&meta),
+                    )
+                    .map_err(|e| e.to_string())?
+                };
                 let path = args
                     .out
                     .join(format!("easel-{}-{}.{format}", image.seed, image.index));
                 std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-                if args.npy {
+                if let Some(pixels) = &image.pixels {
                     let npy_path = path.with_extension("npy");
-                    let shape = [3, image.pixels.height as usize, image.pixels.width as usize];
-                    npy::write(&npy_path, &shape, &image.pixels.data).map_err(|e| e.to_string())?;
+                    let shape = [3, pixels.height as usize, pixels.width as usize];
+                    npy::write(&npy_path, &shape, &pixels.data).map_err(|e| e.to_string())?;
                 }
                 files.push(path.display().to_string());
             }
@@ -304,12 +377,13 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
         // The first of several runs warms caches and allocators; it is not timed.
         if args.repeat == 0 || r > 0 {
             runs.push(json!({
-                "total_ms": generate_ms + encode_ms,
+                "total_ms": generate_ms,
                 "text_encoder_ms": timings.text_encoder_ms,
                 "denoise_ms": timings.denoise_ms,
                 "vae_ms": timings.vae_ms,
                 "encode_ms": encode_ms,
                 "onnx_ms": timings.onnx_ms,
+                "outside_engine_ms": (generate_ms - timings.text_encoder_ms - timings.denoise_ms - timings.vae_ms).max(0.0),
             }));
         }
     }
@@ -319,7 +393,7 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
     if args.json {
         let summary = json!({
             "model": entry.id,
-            "provider": runtime.provider.name(),
+            "provider": provider,
             "files": files,
             "n": request.n,
             "width": request.width,
@@ -338,6 +412,7 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
                 "vae_ms": mean("vae_ms"),
                 "encode_ms": mean("encode_ms"),
                 "onnx_ms": mean("onnx_ms"),
+                "outside_engine_ms": mean("outside_engine_ms"),
             }
         });
         println!("{summary}");
@@ -359,19 +434,6 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-fn encode_image(
-    request: &request::GenerationRequest,
-    image: &GeneratedImage,
-    format: &str,
-) -> Result<Vec<u8>, String> {
-    let rgb = image.rgb();
-    let result = match format {
-        "png" => encode::png(&rgb, Some(&parameters_text(request, image.seed))),
-        _ => encode::jpeg(&rgb, encode::JPEG_QUALITY),
-    };
-    result.map_err(|e| e.to_string())
 }
 
 fn ms(since: Instant) -> f64 {

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -23,8 +24,22 @@ pub struct Config {
     pub image_model: Option<String>,
     /// Where the web assets (`pkg/easel.js`, …) live.
     pub site_root: PathBuf,
-    /// When set, `/v1/*` requests must carry `Authorization: Bearer <key>`.
+    /// When set, `/api` and `/v1` requests must carry `Authorization: Bearer <key>` (or the
+    /// session cookie the page gets for it).
     pub api_key: Option<String>,
+    /// The address people use to reach Easel (`EASEL_PUBLIC_URL`), for links in API answers
+    /// and as an allowed host.
+    pub public_url: Option<String>,
+    /// Further `host[:port]` names Easel answers to (`EASEL_ALLOWED_HOSTS`, comma-separated).
+    pub allowed_hosts: Vec<String>,
+    /// Whether `X-Forwarded-*` headers come from a trusted proxy (`EASEL_TRUST_PROXY`).
+    pub trust_proxy: bool,
+    /// Origins allowed cross-origin requests (`EASEL_CORS_ORIGINS`); empty keeps CORS closed.
+    pub cors_origins: Vec<String>,
+    /// How long the LLM's stream may stay silent before the reply fails (`EASEL_LLM_IDLE_TIMEOUT`).
+    pub llm_idle_timeout: Duration,
+    /// Tool calls run per LLM round (`EASEL_MAX_TOOL_CALLS`); the rest get an error.
+    pub max_tool_calls: usize,
 }
 
 /// One OpenAI-compatible endpoint: OpenAI itself, Ollama, vLLM, llama.cpp, GPUStack, LM Studio…
@@ -48,7 +63,13 @@ pub struct ImageSettings {
     pub execution_provider: String,
     /// Threads ONNX Runtime may use per session; 0 lets it decide (`EASEL_ORT_THREADS`).
     pub threads: usize,
+    /// The image queue's capacity in images, queued and running (`EASEL_IMAGE_QUEUE_MAX`).
+    pub queue_max: u32,
 }
+
+pub const DEFAULT_IMAGE_QUEUE_MAX: u32 = 100;
+pub const DEFAULT_LLM_IDLE_TIMEOUT_SECS: u64 = 120;
+pub const DEFAULT_MAX_TOOL_CALLS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error in {setting}: {problem}. Fix: {fix}")]
@@ -78,6 +99,14 @@ struct FileConfig {
     default_llm: Option<String>,
     site_root: Option<PathBuf>,
     api_key: Option<String>,
+    public_url: Option<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    trust_proxy: Option<bool>,
+    #[serde(default)]
+    cors_origins: Vec<String>,
+    llm_idle_timeout: Option<u64>,
+    max_tool_calls: Option<usize>,
     #[serde(default)]
     providers: Vec<FileProvider>,
     #[serde(default)]
@@ -104,6 +133,7 @@ struct FileImages {
     execution_provider: Option<String>,
     threads: Option<usize>,
     default_model: Option<String>,
+    queue_max: Option<u32>,
 }
 
 /// A source of variables; the process environment in production, a map in tests.
@@ -158,11 +188,14 @@ impl Config {
             .var("DATABASE_URL")
             .or(file.database_url)
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-        if !database_url.starts_with("sqlite:") {
+        let known = database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://");
+        if !known {
             return Err(ConfigError::new(
                 "DATABASE_URL",
-                format!("`{database_url}` is not a SQLite URL (PostgreSQL support is planned, not built)"),
-                "use sqlite://PATH, for example sqlite://data/easel.db",
+                format!("`{database_url}` is neither a SQLite nor a PostgreSQL URL"),
+                "use sqlite://PATH (for example sqlite://data/easel.db) or postgres://USER@HOST/DB",
             ));
         }
 
@@ -299,6 +332,62 @@ impl Config {
             .map(PathBuf::from)
             .or(file.images.ort_dylib_path);
 
+        let queue_max = match env.var("EASEL_IMAGE_QUEUE_MAX") {
+            Some(v) => parse_positive("EASEL_IMAGE_QUEUE_MAX", &v, 100_000)? as u32,
+            None => file.images.queue_max.unwrap_or(DEFAULT_IMAGE_QUEUE_MAX),
+        };
+        if queue_max < request_max_images() {
+            return Err(ConfigError::new(
+                "EASEL_IMAGE_QUEUE_MAX",
+                format!(
+                    "{queue_max} is smaller than one request may ask for ({})",
+                    request_max_images()
+                ),
+                "use at least 10 (the default is 100)",
+            ));
+        }
+        let llm_idle_timeout = match env.var("EASEL_LLM_IDLE_TIMEOUT") {
+            Some(v) => parse_positive("EASEL_LLM_IDLE_TIMEOUT", &v, 86_400)? as u64,
+            None => file
+                .llm_idle_timeout
+                .unwrap_or(DEFAULT_LLM_IDLE_TIMEOUT_SECS),
+        };
+        let max_tool_calls = match env.var("EASEL_MAX_TOOL_CALLS") {
+            Some(v) => parse_positive("EASEL_MAX_TOOL_CALLS", &v, 64)?,
+            None => file.max_tool_calls.unwrap_or(DEFAULT_MAX_TOOL_CALLS),
+        };
+        let public_url = env
+            .var("EASEL_PUBLIC_URL")
+            .or(file.public_url)
+            .map(|u| u.trim().trim_end_matches('/').to_string());
+        if let Some(url) = &public_url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && url.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
+            if !ok {
+                return Err(ConfigError::new(
+                    "EASEL_PUBLIC_URL",
+                    format!("`{url}` is not an http(s) URL"),
+                    "use the address people type, for example https://easel.example.com",
+                ));
+            }
+        }
+        let list = |v: Option<String>, from_file: Vec<String>| -> Vec<String> {
+            match v {
+                Some(text) => text
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                None => from_file,
+            }
+        };
+        let allowed_hosts = list(env.var("EASEL_ALLOWED_HOSTS"), file.allowed_hosts);
+        let cors_origins = list(env.var("EASEL_CORS_ORIGINS"), file.cors_origins);
+        let trust_proxy = match env.var("EASEL_TRUST_PROXY") {
+            Some(v) => parse_bool("EASEL_TRUST_PROXY", &v)?,
+            None => file.trust_proxy.unwrap_or(false),
+        };
+
         let site_root = env
             .var("LEPTOS_SITE_ROOT")
             .map(PathBuf::from)
@@ -316,10 +405,17 @@ impl Config {
                 ort_dylib_path,
                 execution_provider,
                 threads,
+                queue_max,
             },
             image_model: env.var("EASEL_IMAGE_MODEL").or(file.images.default_model),
             site_root,
             api_key: env.var("EASEL_API_KEY").or(file.api_key),
+            public_url,
+            allowed_hosts,
+            trust_proxy,
+            cors_origins,
+            llm_idle_timeout: Duration::from_secs(llm_idle_timeout),
+            max_tool_calls,
         })
     }
 }
@@ -357,6 +453,24 @@ fn validate_provider(p: &ProviderConfig, url_setting: &str) -> Result<(), Config
         ));
     }
     Ok(())
+}
+
+/// The most images one request may ask for (the tool's and the API's `n`): the queue must
+/// hold at least one such request.
+fn request_max_images() -> u32 {
+    10
+}
+
+fn parse_bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(ConfigError::new(
+            setting,
+            format!("`{other}` is not true or false"),
+            "use true or false",
+        )),
+    }
 }
 
 fn parse_positive(setting: &str, value: &str, max: usize) -> Result<usize, ConfigError> {
@@ -424,6 +538,39 @@ mod tests {
         assert!(c.providers.is_empty());
         assert_eq!(c.default_llm, None);
         assert_eq!(c.images.concurrency, 1);
+        assert_eq!(c.images.queue_max, DEFAULT_IMAGE_QUEUE_MAX);
+        assert_eq!(c.llm_idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.max_tool_calls, 4);
+        assert!(!c.trust_proxy);
+        assert!(c.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn security_and_limit_settings_are_read_and_checked() {
+        let c = Config::load(&env(&[
+            ("EASEL_PUBLIC_URL", "https://easel.example.com/"),
+            ("EASEL_ALLOWED_HOSTS", "a.lan:3000, b.lan"),
+            ("EASEL_TRUST_PROXY", "yes"),
+            ("EASEL_IMAGE_QUEUE_MAX", "40"),
+            ("EASEL_LLM_IDLE_TIMEOUT", "5"),
+            ("DATABASE_URL", "postgres://easel@localhost/easel"),
+        ]))
+        .unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://easel.example.com"));
+        assert_eq!(c.allowed_hosts, ["a.lan:3000", "b.lan"]);
+        assert!(c.trust_proxy);
+        assert_eq!(c.images.queue_max, 40);
+        assert_eq!(c.llm_idle_timeout, Duration::from_secs(5));
+        for (key, value) in [
+            ("EASEL_PUBLIC_URL", "easel.example.com"),
+            ("EASEL_TRUST_PROXY", "maybe"),
+            ("EASEL_IMAGE_QUEUE_MAX", "3"),
+            ("EASEL_LLM_IDLE_TIMEOUT", "0"),
+            ("DATABASE_URL", "mysql://x"),
+        ] {
+            let err = Config::load(&env(&[(key, value)])).unwrap_err();
+            assert_eq!(err.setting, key, "{err}");
+        }
     }
 
     #[test]

@@ -1,31 +1,40 @@
-//! Easel's server: the HTTP API and web app, chat runs, internal tools and the ONNX image
-//! engine. `main.rs` only parses the command line; everything lives here so integration
+//! Easel's server: the HTTP API and web app, chat runs, internal tools, image jobs and the ONNX
+//! image engine. `main.rs` only parses the command line; everything lives here so integration
 //! tests can start the real server in-process on 127.0.0.1.
 //!
-//! Dependency direction (ARCHITECTURE.md): `http` → `chat` → `tools` → `imaging`; all may use
-//! `store` and `config`; `imaging` knows nothing about chat.
+//! Dependency direction (ARCHITECTURE.md, checked by `tests/architecture.rs`):
+//! `http` → `chat` → `tools` → `jobs` → `imaging`; all may use `store`, `auth`, `config` and
+//! the leaves (`net`, `replay`); `imaging` and `store` know nothing of chat, jobs or wire types.
 
 #![recursion_limit = "256"]
 
+pub mod auth;
 pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod imaging;
+pub mod jobs;
+pub mod net;
+pub mod replay;
 pub mod store;
 pub mod tools;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use leptos::config::LeptosOptions;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
+use auth::Auth;
 use chat::run::RunRegistry;
 use chat::Providers;
 use config::Config;
 use http::AppState;
 use imaging::ImageEngine;
+use jobs::{JobService, JobSettings};
 use store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,21 +50,18 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-/// TLS for outgoing HTTPS (LLM providers, the model hub) through rustls with `ring`. Every
-/// place that builds an HTTP client calls this first: reqwest panics without a provider.
-pub fn install_tls_provider() {
-    // Fails only if a provider is already installed, which is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+/// How long shutdown may take before the process exits regardless of clients.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Opens the database, starts the engine and the providers: everything a router needs.
+/// Opens the database, starts the engine, the jobs service and the providers: everything a
+/// router needs.
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
-    install_tls_provider();
+    net::install_tls_provider();
     let store = Store::connect(&config.database_url).await?;
     let closed = store.close_interrupted_runs().await?;
     if closed > 0 {
         tracing::warn!(
-            "{closed} reply(ies) were cut off by the last shutdown; they are marked as failed"
+            "{closed} reply(ies) were cut off by the last shutdown; they are marked as failed (their images still arrive)"
         );
     }
     let engine = ImageEngine::start(
@@ -63,6 +69,16 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         &config.images,
         config.image_model.as_deref(),
     );
+    let jobs = JobService::start(
+        store.clone(),
+        engine,
+        JobSettings {
+            concurrency: config.images.concurrency,
+            queue_max_images: config.images.queue_max,
+            run_jobs: true,
+        },
+    )
+    .await?;
     let providers = Providers::from_config(&config);
     if providers.is_direct_only() {
         tracing::info!(
@@ -75,25 +91,32 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         .site_pkg_dir("pkg")
         .site_addr(config.addr)
         .build();
+    let auth = Auth::new(
+        store.clone(),
+        config.api_key.clone(),
+        config.public_url.as_deref(),
+    );
     Ok(AppState {
         config: Arc::new(config),
         store,
-        engine,
+        jobs,
         providers,
         runs: RunRegistry::default(),
-        studio: RunRegistry::default(),
+        auth,
         leptos,
+        shutdown: CancellationToken::new(),
     })
 }
 
 /// Starts the background work that should not delay start-up.
 pub fn warm_up(state: &AppState) {
-    state.engine.preload_default();
+    state.jobs.engine().preload_default();
     state.providers.discover_models();
 }
 
-/// Serves until Ctrl-C / SIGTERM, then lets live runs record that they were stopped.
-pub async fn serve(config: Config) -> Result<(), StartError> {
+/// Binds the listening socket; with port 0 the configuration learns the port it got, so the
+/// host checks and links use the real address.
+pub async fn bind(config: &mut Config) -> Result<TcpListener, StartError> {
     let addr = config.addr;
     let listener = TcpListener::bind(addr)
         .await
@@ -101,6 +124,16 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             addr: addr.to_string(),
             source,
         })?;
+    if let Ok(local) = listener.local_addr() {
+        config.addr = local;
+    }
+    Ok(listener)
+}
+
+/// Serves until Ctrl-C / SIGTERM, then shuts down in order (see [`shutdown`]).
+pub async fn serve(mut config: Config) -> Result<(), StartError> {
+    let listener = bind(&mut config).await?;
+    let addr: SocketAddr = config.addr;
     if !config.site_root.join("pkg").is_dir() {
         tracing::warn!(
             "web assets not found in {} (run `cargo xtask build`); the API works, the UI will not hydrate",
@@ -109,30 +142,43 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     }
     let state = build_state(config).await?;
     warm_up(&state);
-    let runs = state.runs.clone();
     tracing::info!("Easel is listening on http://{addr}");
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(StartError::Serve)?;
-    stop_runs(&runs).await;
+    let stopping = state.shutdown.clone();
+    let server = axum::serve(listener, http::router(state.clone()))
+        .with_graceful_shutdown(async move { stopping.cancelled().await });
+    let signal_state = state.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        // Whatever clients or the LLM do, the process ends within the deadline.
+        tokio::spawn(async {
+            tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+            tracing::warn!("shutdown took longer than {SHUTDOWN_DEADLINE:?}; exiting now");
+            std::process::exit(0);
+        });
+        shutdown(&signal_state).await;
+    });
+    server.await.map_err(StartError::Serve)?;
     Ok(())
 }
 
-/// Cancels live runs and waits (briefly) for them to store their final state.
-pub async fn stop_runs(runs: &RunRegistry) {
-    let live = runs.live();
-    if live.is_empty() {
-        return;
+/// Stops in order: replies are cancelled (and saved as stopped), running image jobs are handed
+/// back to the queue (they run again at the next start), then open event streams end and the
+/// server stops accepting requests.
+pub async fn shutdown(state: &AppState) {
+    let live = state.runs.live();
+    if !live.is_empty() {
+        tracing::info!("stopping {} reply(ies)", live.len());
     }
-    tracing::info!("stopping {} run(s)", live.len());
     for run in &live {
         run.cancel();
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let budget = SHUTDOWN_DEADLINE / 2;
+    let deadline = tokio::time::Instant::now() + budget;
     while live.iter().any(|r| !r.is_ended()) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    state.jobs.shutdown(budget / 2).await;
+    state.shutdown.cancel();
 }
 
 async fn shutdown_signal() {

@@ -1,12 +1,12 @@
 //! The image engine on real ONNX Runtime with the committed tiny models: pixels equal to the
 //! reference pipeline (diffusers' schedulers around onnxruntime, fixtures made by
 //! `tests/assets/make_reference_images.py`), reproducibility, batching, every model layout,
-//! every sampler, edits, cancellation, the queue, and clear errors for broken folders.
+//! every sampler, edits, cancellation, and clear errors for broken folders. (The queue is the
+//! jobs service's: `tests/jobs.rs`.)
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use easel::imaging::diffusion::npy;
@@ -52,9 +52,30 @@ fn generate(
     runtime: &Runtime,
     request: &GenerationRequest,
 ) -> Vec<GeneratedImage> {
-    run_job(entry, runtime, request, &mut |_| {}, &|| false, None)
+    run_job(entry, runtime, request, &mut |_| {}, &|| false, None, true)
         .expect("generation")
         .0
+}
+
+/// An edit's engine input the way a job builds it: the source and the mask resized to the
+/// edit's size, a mask that changes nothing meaning the whole picture.
+fn edit_input(
+    source: &image::RgbImage,
+    mask: Option<&[u8]>,
+    strength: f32,
+    (w, h): (u32, u32),
+) -> EditInput {
+    use easel::imaging::{edit, encode};
+    let mask = mask.and_then(|bytes| {
+        let rgba = edit::resize_rgba(&encode::decode_rgba(bytes).unwrap(), w, h);
+        let values = edit::mask_values(&rgba);
+        values.iter().any(|v| *v > 0.01).then_some(values)
+    });
+    EditInput {
+        image: edit::source_pixels(&edit::resize_rgb(source, w, h)),
+        mask,
+        strength,
+    }
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -94,6 +115,7 @@ fn deterministic_samplers_match_the_reference_pipeline_within_1e_3() {
         p.guidance = Some(case["guidance"].as_f64().unwrap() as f32);
         p.n = Some(n);
         p.latents = Some(latents.data);
+        let mut edit = None;
         // Edit cases (img2img, inpainting) name a source image, a mask and a strength.
         if let Some(source) = case.get("image").and_then(Value::as_str) {
             let source = image::open(root.join(source)).unwrap().to_rgb8();
@@ -106,11 +128,11 @@ fn deterministic_samplers_match_the_reference_pipeline_within_1e_3() {
                 case["height"].as_u64().unwrap() as u32,
             );
             let strength = case["strength"].as_f64().unwrap() as f32;
-            p.edit = Some(
-                easel::imaging::edit::edit_input(&source, mask.as_deref(), strength, size).unwrap(),
-            );
+            p.strength = Some(strength);
+            edit = Some(edit_input(&source, mask.as_deref(), strength, size));
         }
-        let request = request::resolve(p, &entry, SizePolicy::AnyMultipleOf8).unwrap();
+        let mut request = request::resolve(p, &entry, SizePolicy::AnyMultipleOf8).unwrap();
+        request.edit = edit;
         let images = generate(&entry, &runtime, &request);
         let ours: Vec<f32> = images
             .iter()
@@ -261,12 +283,13 @@ fn img2img_and_masked_inpainting_keep_what_they_should() {
         .collect();
     let edit = |mask: Option<Vec<f32>>, strength: f32| {
         let mut p = params("the same, brighter", (64, 64), 6, "euler", "discrete");
-        p.edit = Some(EditInput {
+        p.strength = Some(strength);
+        let mut request = request::resolve(p, &entry, SizePolicy::AnyMultipleOf8).unwrap();
+        request.edit = Some(EditInput {
             image: source.clone(),
             mask,
             strength,
         });
-        let request = request::resolve(p, &entry, SizePolicy::AnyMultipleOf8).unwrap();
         generate(&entry, &runtime, &request).remove(0).pixels.data
     };
     // Nothing masked: the result is the source through the VAE, whatever the prompt.
@@ -531,40 +554,4 @@ async fn cancel_stops_a_job_within_a_step() {
         "stopped within one step of the cancel (saw step {steps_seen})"
     );
     assert!(cancelled_at.unwrap().elapsed() < Duration::from_secs(5));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_queue_first_in_first_out_and_report_their_position() {
-    let engine = engine();
-    let entry = engine.model(None).unwrap();
-    let order = Arc::new(Mutex::new(Vec::new()));
-    let mut jobs = Vec::new();
-    let mut positions = Vec::new();
-    for k in 0..3u32 {
-        // Long enough (about a second) that the later jobs really wait.
-        let mut p = params("queued", (256, 256), 150, "heun", "discrete");
-        p.n = Some(4);
-        p.seed = Some(u64::from(k));
-        let request = request::resolve(p, &entry, SizePolicy::AnyMultipleOf8).unwrap();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let engine = engine.clone();
-        let order = order.clone();
-        jobs.push(tokio::spawn(async move {
-            let result = engine.generate(request, tx, CancellationToken::new()).await;
-            order.lock().unwrap().push(k);
-            result
-        }));
-        // The queued event is sent before the job waits, so it is already there.
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        match rx.try_recv() {
-            Ok(EngineEvent::Queued { position }) => positions.push(position),
-            other => panic!("expected a queue position first, got {other:?}"),
-        }
-    }
-    for job in jobs {
-        job.await.unwrap().unwrap();
-    }
-    assert_eq!(positions, vec![0, 1, 2]);
-    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
-    assert_eq!(engine.health().queue_length, 0);
 }

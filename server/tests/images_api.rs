@@ -145,7 +145,7 @@ async fn errors_use_openai_error_bodies_with_the_parameter() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_api_key_protects_v1_when_configured() {
+async fn an_api_key_protects_v1_and_api_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = std::collections::HashMap::new();
     env.insert(
@@ -159,10 +159,8 @@ async fn an_api_key_protects_v1_when_configured() {
     );
     let mut config = easel::config::Config::load(&env).unwrap();
     config.images = common::image_settings();
-    let state = easel::build_state(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, easel::http::router(state)).await });
+    let s = common::start_with(config, dir).await;
+    let addr = s.addr;
     let client = reqwest::Client::new();
     let denied = client
         .get(format!("http://{addr}/v1/models"))
@@ -179,6 +177,91 @@ async fn an_api_key_protects_v1_when_configured() {
         .await
         .unwrap();
     assert_eq!(allowed.status(), 200);
+    let wrong = client
+        .get(format!("http://{addr}/v1/models"))
+        .bearer_auth("secreT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    // `/api` is protected too, with Easel's error shape.
+    let denied = client
+        .get(format!("http://{addr}/api/conversations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let body: Value = denied.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "auth_required");
+    let allowed = client
+        .get(format!("http://{addr}/api/conversations"))
+        .bearer_auth("secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+
+    // A browser enters the key once and gets a session cookie; the key itself is not kept.
+    let status: Value = client
+        .get(format!("http://{addr}/api/auth/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["key_required"], true);
+    assert_eq!(status["signed_in"], false);
+    let bad = client
+        .post(format!("http://{addr}/api/auth/login"))
+        .json(&json!({"key": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let login = client
+        .post(format!("http://{addr}/api/auth/login"))
+        .json(&json!({"key": "secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 204);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("secret"));
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let with_cookie = client
+        .get(format!("http://{addr}/api/conversations"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_cookie.status(), 200);
+    let v1_with_cookie = client
+        .get(format!("http://{addr}/v1/models"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v1_with_cookie.status(), 200);
+    let out = client
+        .post(format!("http://{addr}/api/auth/logout"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    let after = client
+        .get(format!("http://{addr}/api/conversations"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401, "the session ended on the server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -283,9 +283,16 @@ async fn cancel_mid_generation_keeps_finished_images_and_says_so() {
     let run = started["run_id"].as_str().unwrap().to_string();
     let mut cancelled = false;
     for _ in 0..400 {
-        let (events, _) = s.state.runs.get(&run).unwrap().events_after(0);
-        let done = events.iter().filter(|e| e.name == "image.done").count();
-        let second_started = events.iter().filter(|e| e.name == "image.queued").count() == 2;
+        let events = s.state.runs.get(&run).unwrap().log.all();
+        let done = events
+            .iter()
+            .filter(|e| e.event.name == "image.done")
+            .count();
+        let second_started = events
+            .iter()
+            .filter(|e| e.event.name == "image.queued")
+            .count()
+            == 2;
         if done == 1 && second_started {
             let (status, _) = s
                 .send("POST", &format!("/api/runs/{run}/cancel"), json!({}))

@@ -8,6 +8,7 @@ use futures_util::Stream;
 
 use super::direct::DirectProvider;
 use super::openai::OpenAiProvider;
+use crate::tools::ToolSpec;
 
 /// One message of the context sent to the LLM.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,14 +32,6 @@ pub struct ToolCallRequest {
     pub name: String,
     /// The arguments exactly as the model produced them (may be invalid JSON).
     pub arguments: String,
-}
-
-/// A function the model may call: name, description and JSON-Schema parameters.
-#[derive(Debug, Clone)]
-pub struct ToolSpec {
-    pub name: &'static str,
-    pub description: String,
-    pub parameters: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! streams an answer and runs the tools it asks for.
 
 pub mod direct;
+pub mod export;
 pub mod llm;
 pub mod openai;
 pub mod orchestrator;

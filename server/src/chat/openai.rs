@@ -29,9 +29,9 @@ pub struct OpenAiProvider {
 
 impl OpenAiProvider {
     pub fn new(config: &ProviderConfig) -> Self {
-        crate::install_tls_provider();
-        let http = reqwest::Client::builder()
-            // Only the connection has a deadline: a long answer may stream for minutes.
+        let http = crate::net::http_client()
+            // Only the connection has a deadline: a long answer may stream for minutes (the
+            // orchestrator's idle limit catches a stream that goes silent).
             .connect_timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
@@ -260,9 +260,8 @@ pub async fn list_models(config: &ProviderConfig) -> Result<Vec<String>, String>
     struct Model {
         id: String,
     }
-    crate::install_tls_provider();
     let url = format!("{}/models", config.base_url.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
+    let client = crate::net::http_client()
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| e.to_string())?;

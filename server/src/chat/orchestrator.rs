@@ -1,27 +1,31 @@
 //! The assistant's turn: stream the LLM's answer, run the tools it calls, give it their
 //! results, and repeat until it answers in words (at most [`MAX_ROUNDS`] rounds). Then store
-//! the message, its tool calls and its images in one transaction, and end the run.
+//! the message's final text and status, and end the run.
 //!
-//! Invariant: the user's message is committed before this starts (see `Store::begin_turn`),
-//! and whatever happens here (upstream errors, cancellation, a tool failing) ends with the
-//! assistant message in a final state that says what happened.
+//! Invariants: the user's message is committed before this starts (see `Store::begin_turn`);
+//! while it runs, the partial text is checkpointed, each tool call is stored with its result as
+//! it completes, and each image is stored by its job as it finishes, so a crash at any moment
+//! loses nothing a client was told about. Whatever happens here (upstream errors, a silent
+//! upstream, cancellation, a tool failing) ends with the assistant message in a final state that
+//! says what happened.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use app::api::events::{self as ev, ImageDone, ImageProgress, ImageQueued};
-use app::api::{InternalTools, ToolCallRecord};
+use app::api::events as ev;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::llm::{ChatMessage, LlmDelta, LlmError, LlmRequest, ToolCallAssembler, ToolCallRequest};
-use super::run::{PendingImage, RunHandle, RunRegistry};
+use super::run::{RunHandle, RunRegistry};
 use super::ResolvedModel;
 use crate::imaging::diffusion::preview::PreviewRate;
-use crate::imaging::{EngineError, ImageEngine};
-use crate::store::{ImageBlob, MessageFinal, MessageRecord, NewImage, Store};
-use crate::tools::{self, ToolContext, ToolImage, ToolSink};
+use crate::imaging::EngineError;
+use crate::jobs::wire::WireEvent;
+use crate::jobs::JobService;
+use crate::store::{ImageBlob, MessageEnd, MessageRecord, MessageStatus, Role, Store, ToolCall};
+use crate::tools::{self, ToolContext, ToolSink, ToolSpec};
 
 /// Tool rounds per turn; the last round offers no tools, so the model must answer in words.
 pub const MAX_ROUNDS: usize = 5;
@@ -30,15 +34,34 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Rough character budget of the history sent as context (~30k tokens).
 const HISTORY_CHAR_BUDGET: usize = 120_000;
 
+/// Limits of a turn (from the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct TurnLimits {
+    /// Longest silence of the LLM's stream before the run fails (`EASEL_LLM_IDLE_TIMEOUT`).
+    pub llm_idle: Duration,
+    /// Tool calls run per LLM round; the rest are answered with an error the LLM can read.
+    pub tool_calls_per_round: usize,
+}
+
+impl Default for TurnLimits {
+    fn default() -> Self {
+        TurnLimits {
+            llm_idle: Duration::from_secs(120),
+            tool_calls_per_round: 4,
+        }
+    }
+}
+
 /// Everything a turn needs, gathered by the HTTP layer when the message arrives.
 pub struct Turn {
     pub store: Store,
-    pub engine: ImageEngine,
+    pub jobs: JobService,
     pub runs: RunRegistry,
     pub run: Arc<RunHandle>,
     /// Who answers; an error (unknown provider, no model) fails the run with its reason.
     pub model: Result<ResolvedModel, LlmError>,
-    pub tools: InternalTools,
+    pub image_creation: bool,
+    pub limits: TurnLimits,
     /// The agent's instructions, if the conversation has an agent.
     pub instructions: Option<String>,
     /// The conversation's messages before this turn, in order.
@@ -57,8 +80,9 @@ enum Ending {
 #[derive(Default)]
 struct Produced {
     content: String,
-    tool_calls: Vec<ToolCallRecord>,
-    images: Vec<ToolImage>,
+    tool_calls: Vec<ToolCall>,
+    /// Images stored on the message so far (the next call's images are numbered after them).
+    images: u32,
 }
 
 /// Drives the turn to its end. Never panics on upstream or tool failures: they become the
@@ -90,13 +114,13 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
         Ok(m) => m,
         Err(e) => return failed(e.clone()),
     };
-    if turn.tools.image_creation && !turn.engine.available() {
+    if turn.image_creation && !turn.jobs.engine().available() {
         return Ending::Failed {
             code: "no_image_model".into(),
             message: EngineError::NoModel.to_string(),
         };
     }
-    let offered = tools::offered(turn.tools, &turn.engine);
+    let offered = tools::offered(turn.image_creation, turn.jobs.engine());
     let mut messages = context(turn, !offered.is_empty());
     let sink = RunSink { run: run.clone() };
     let find_image = image_finder(turn);
@@ -125,9 +149,19 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
         let mut round_text = String::new();
         let mut finished = false;
         loop {
-            // Dropping the stream on cancel closes the upstream connection at once.
+            // Dropping the stream on cancel closes the upstream connection at once; a stream
+            // that goes silent for longer than the idle limit fails the run instead of hanging.
             let next = tokio::select! {
-                next = stream.next() => next,
+                next = tokio::time::timeout(turn.limits.llm_idle, stream.next()) => match next {
+                    Ok(next) => next,
+                    Err(_) => return failed(LlmError::new(
+                        "llm_timeout",
+                        format!(
+                            "The LLM sent nothing for {} seconds; the reply was stopped. Try again, or raise EASEL_LLM_IDLE_TIMEOUT for slow models.",
+                            turn.limits.llm_idle.as_secs()
+                        ),
+                    )),
+                },
                 _ = cancel.cancelled() => return Ending::Cancelled,
             };
             match next {
@@ -180,17 +214,32 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
             content: round_text,
             tool_calls: calls.clone(),
         });
-        for call in calls {
-            let outcome = run_tool(
-                turn,
-                &call,
-                &offered,
-                &sink,
-                &find_image,
-                produced.images.len() as u32,
-                cancel.clone(),
-            )
-            .await;
+        for (k, call) in calls.into_iter().enumerate() {
+            let outcome = if k < turn.limits.tool_calls_per_round {
+                run_tool(
+                    turn,
+                    &call,
+                    &offered,
+                    &sink,
+                    &find_image,
+                    produced.images,
+                    cancel.clone(),
+                )
+                .await
+            } else {
+                run.emit(
+                    ev::TOOL_CALL,
+                    &ev::ToolCall {
+                        id: call.id.clone(),
+                        name: call.name.clone(),
+                        arguments: call.arguments.clone(),
+                    },
+                );
+                tools::ToolOutcome::error(format!(
+                    "at most {} tool calls run per answer; this one was skipped. Call it again in your next answer if it is still needed",
+                    turn.limits.tool_calls_per_round
+                ))
+            };
             run.emit(
                 ev::TOOL_RESULT,
                 &ev::ToolResult {
@@ -200,14 +249,22 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
                     is_error: outcome.is_error,
                 },
             );
-            produced.tool_calls.push(ToolCallRecord {
+            produced.tool_calls.push(ToolCall {
                 id: call.id.clone(),
                 name: call.name.clone(),
                 arguments: call.arguments.clone(),
                 result: outcome.result.clone(),
                 is_error: outcome.is_error,
             });
-            produced.images.extend(outcome.images);
+            produced.images += outcome.images;
+            // Each completed call is stored at once: a crash keeps what the LLM was told.
+            if let Err(e) = turn
+                .store
+                .set_tool_calls(&run.assistant_message_id, &produced.tool_calls)
+                .await
+            {
+                tracing::warn!(run = %run.id, "cannot store the tool call: {e}");
+            }
             messages.push(ChatMessage::Tool {
                 call_id: call.id,
                 content: outcome.result,
@@ -230,7 +287,7 @@ fn failed(e: LlmError) -> Ending {
 async fn run_tool(
     turn: &Turn,
     call: &ToolCallRequest,
-    offered: &[super::llm::ToolSpec],
+    offered: &[ToolSpec],
     sink: &RunSink,
     find_image: &(dyn Fn(&str) -> BoxFuture<'static, Option<Vec<u8>>> + Send + Sync),
     first_index: u32,
@@ -251,7 +308,10 @@ async fn run_tool(
         ));
     }
     let ctx = ToolContext {
-        engine: &turn.engine,
+        jobs: &turn.jobs,
+        owner: &turn.run.user_id,
+        conversation_id: &turn.run.conversation_id,
+        message_id: &turn.run.assistant_message_id,
         cancel,
         sink,
         call_id: &call.id,
@@ -295,10 +355,10 @@ or paste links; say briefly what you made. To refine an earlier image, pass its 
         kept.push(m);
     }
     for m in kept.into_iter().rev() {
-        match m.role.as_str() {
-            "user" => out.push(ChatMessage::User(m.content.clone())),
-            _ if m.status == "running" => {}
-            _ => {
+        match m.role {
+            Role::User => out.push(ChatMessage::User(m.content.clone())),
+            _ if m.status == MessageStatus::Running => {}
+            Role::Assistant => {
                 if !m.tool_calls.is_empty() {
                     let calls = m
                         .tool_calls
@@ -321,10 +381,10 @@ or paste links; say briefly what you made. To refine an earlier image, pass its 
                     }
                 }
                 let mut text = m.content.clone();
-                if m.status == "failed" {
+                if m.status == MessageStatus::Failed {
                     continue;
                 }
-                if m.status == "cancelled" {
+                if m.status == MessageStatus::Cancelled {
                     text.push_str("\n\n[The user stopped this reply.]");
                 }
                 if !text.trim().is_empty() {
@@ -340,19 +400,16 @@ or paste links; say briefly what you made. To refine an earlier image, pass its 
     out
 }
 
-/// Finds an image of this conversation (committed, or made earlier in this run) by id.
+/// Finds an image of this conversation (stored earlier, or earlier in this run) by id.
 fn image_finder(turn: &Turn) -> impl Fn(&str) -> BoxFuture<'static, Option<Vec<u8>>> + Send + Sync {
     let store = turn.store.clone();
-    let runs = turn.runs.clone();
     let user = turn.run.user_id.clone();
     let conversation = turn.run.conversation_id.clone();
     move |id: &str| {
-        let (store, runs) = (store.clone(), runs.clone());
+        let store = store.clone();
         let (user, id, conversation) = (user.clone(), id.to_string(), conversation.clone());
         Box::pin(async move {
-            if let Some(p) = runs.pending_image(&user, &id) {
-                return Some(p.png.as_ref().clone());
-            }
+            uuid::Uuid::try_parse(&id).ok()?;
             let record = store.get_image(&user, &id).await.ok()??;
             if record.conversation_id.as_deref() != Some(conversation.as_str()) {
                 return None;
@@ -365,47 +422,32 @@ fn image_finder(turn: &Turn) -> impl Fn(&str) -> BoxFuture<'static, Option<Vec<u
 /// Stores the final state and ends the run with the fitting event.
 async fn finish(turn: &Turn, produced: Produced, ending: Ending) {
     let run = &turn.run;
-    let (status, error, content) = match &ending {
-        Ending::Finished => ("complete", None, produced.content.clone()),
-        Ending::Cancelled => ("cancelled", None, produced.content.clone()),
-        Ending::Failed { code, message } => (
-            "failed",
-            Some((code.clone(), message.clone())),
-            produced.content.clone(),
-        ),
+    let (status, error) = match &ending {
+        Ending::Finished => (MessageStatus::Complete, None),
+        Ending::Cancelled => (MessageStatus::Cancelled, None),
+        Ending::Failed { code, message } => {
+            (MessageStatus::Failed, Some((code.clone(), message.clone())))
+        }
     };
-    // Images the user deleted while the run was going are gone from the pending set.
-    let images: Vec<NewImage> = produced
-        .images
-        .iter()
-        .filter(|i| run.pending_image(&i.id).is_some())
-        .enumerate()
-        .map(|(position, i)| NewImage {
-            id: i.id.clone(),
-            user_id: run.user_id.clone(),
-            message_id: Some(run.assistant_message_id.clone()),
-            conversation_id: Some(run.conversation_id.clone()),
-            source: "chat",
-            position: position as u32,
-            width: i.width,
-            height: i.height,
-            png: i.png.clone(),
-            thumbnail: i.thumbnail.clone(),
-            metadata: i.metadata.clone(),
-        })
-        .collect();
-    let fin = MessageFinal {
-        content: content.clone(),
+    // A stopped or failed reply takes its unfinished image jobs with it.
+    if !matches!(ending, Ending::Finished) {
+        if let Err(e) = turn
+            .jobs
+            .cancel_for_message(&run.user_id, &run.assistant_message_id)
+            .await
+        {
+            tracing::warn!(run = %run.id, "cannot cancel the reply's image jobs: {e}");
+        }
+    }
+    let end = MessageEnd {
+        content: produced.content.clone(),
         status,
-        error: error.clone(),
-        tool_calls: produced.tool_calls,
-        images,
+        error,
     };
     let saved = turn
         .store
-        .finish_turn(&run.id, &run.assistant_message_id, fin)
+        .finish_turn(&run.id, &run.assistant_message_id, end)
         .await;
-    run.clear_pending_images();
     let ended = |status: &str| ev::RunEnded {
         run_id: run.id.clone(),
         status: status.into(),
@@ -426,8 +468,8 @@ async fn finish(turn: &Turn, produced: Produced, ending: Ending) {
                 ev::MESSAGE_DONE,
                 &ev::MessageDone {
                     message_id: run.assistant_message_id.clone(),
-                    content,
-                    status: status.into(),
+                    content: produced.content,
+                    status: status.as_str().into(),
                 },
             );
             match ending {
@@ -448,33 +490,12 @@ struct RunSink {
 }
 
 impl ToolSink for RunSink {
-    fn image_queued(&self, event: ImageQueued) {
-        self.run.emit(ev::IMAGE_QUEUED, &event);
-    }
-
-    fn image_progress(&self, event: ImageProgress) {
-        self.run.emit_progress(&event);
-    }
-
-    fn image_ready(&self, image: &ToolImage) {
-        self.run.add_pending_image(
-            &image.id,
-            PendingImage {
-                png: Arc::new(image.png.clone()),
-                thumbnail: Arc::new(image.thumbnail.clone()),
-            },
-        );
-        self.run.emit(
-            ev::IMAGE_DONE,
-            &ImageDone {
-                index: image.index,
-                image_id: image.id.clone(),
-                url: app::api::image_url(&image.id, "png"),
-                thumbnail_url: app::api::thumbnail_url(&image.id),
-                width: image.width,
-                height: image.height,
-                seed: image.seed,
-            },
-        );
+    fn image_event(&self, event: WireEvent) {
+        match event {
+            WireEvent::Queued(e) => self.run.emit(ev::IMAGE_QUEUED, &e),
+            WireEvent::Position(e) => self.run.emit(ev::IMAGE_POSITION, &e),
+            WireEvent::Progress(e) => self.run.emit_progress(&e),
+            WireEvent::Done(e) => self.run.emit(ev::IMAGE_DONE, &e),
+        }
     }
 }

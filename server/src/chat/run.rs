@@ -1,38 +1,24 @@
 //! A run is one assistant turn, living on the server rather than in an HTTP request: the browser
-//! starts it, goes away, and comes back. Every event the run emits is kept in order with an id,
-//! so a subscriber that arrives late replays from the start and `Last-Event-ID` resumes exactly.
+//! starts it, goes away, and comes back. Every event the run emits is kept in order with an id
+//! (a [`replay::Log`]), so a subscriber that arrives late replays from the start and
+//! `Last-Event-ID` resumes exactly.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use app::api::events::{self as ev, ImageProgress};
 use tokio_util::sync::CancellationToken;
+
+use crate::replay::Log;
 
 /// One server-sent event of a run. `data` is JSON text, serialised once.
 #[derive(Debug, Clone)]
 pub struct RunEvent {
-    /// 1, 2, 3… within the run; the SSE `id:`.
-    pub id: u64,
     pub name: &'static str,
     pub data: Arc<str>,
-}
-
-/// An image finished during the run but not yet committed with its message: the images
-/// endpoints serve it from here until the run's final transaction stores it.
-#[derive(Debug, Clone)]
-pub struct PendingImage {
-    pub png: Arc<Vec<u8>>,
-    pub thumbnail: Arc<Vec<u8>>,
-}
-
-#[derive(Default)]
-struct RunLog {
-    events: Vec<RunEvent>,
-    ended: bool,
-    /// Position in `events` of the latest `image.progress` per image, whose preview is the only
-    /// one worth replaying; older previews are dropped to keep memory flat on long runs.
-    last_progress: HashMap<u32, usize>,
+    /// For `image.progress`: the image it is about (a newer one replaces it in the log).
+    progress_of: Option<u32>,
 }
 
 pub struct RunHandle {
@@ -40,11 +26,8 @@ pub struct RunHandle {
     pub user_id: String,
     pub conversation_id: String,
     pub assistant_message_id: String,
-    log: Mutex<RunLog>,
-    /// Number of events so far; subscribers wake on change.
-    counter: watch::Sender<u64>,
+    pub log: Arc<Log<RunEvent>>,
     cancel: CancellationToken,
-    pending_images: Mutex<HashMap<String, PendingImage>>,
 }
 
 impl RunHandle {
@@ -59,100 +42,56 @@ impl RunHandle {
             user_id,
             conversation_id,
             assistant_message_id,
-            log: Mutex::default(),
-            counter: watch::Sender::new(0),
+            log: Arc::new(Log::default()),
             cancel: CancellationToken::new(),
-            pending_images: Mutex::default(),
         }
     }
 
     /// Appends an event; ignored once the run has ended.
     pub fn emit<T: serde::Serialize>(&self, name: &'static str, payload: &T) {
-        self.push(name, payload, false);
+        if let Some(event) = self.event(name, payload, None) {
+            self.log.push(event);
+        }
     }
 
     /// Emits the final event and closes the log in one step, so nothing can follow it.
     pub fn end<T: serde::Serialize>(&self, name: &'static str, payload: &T) {
-        self.push(name, payload, true);
+        if let Some(event) = self.event(name, payload, None) {
+            self.log.end(event);
+        }
     }
 
-    fn push<T: serde::Serialize>(&self, name: &'static str, payload: &T, last: bool) {
-        let data: Arc<str> = match serde_json::to_string(payload) {
-            Ok(text) => text.into(),
+    /// Appends an `image.progress` event; earlier progress of the same image is dropped from
+    /// the log (a replay only needs the newest step and picture), so long runs stay small.
+    pub fn emit_progress(&self, payload: &ImageProgress) {
+        let index = payload.index;
+        if let Some(event) = self.event(ev::IMAGE_PROGRESS, payload, Some(index)) {
+            self.log
+                .push_replacing(event, |e| e.progress_of == Some(index));
+        }
+    }
+
+    fn event<T: serde::Serialize>(
+        &self,
+        name: &'static str,
+        payload: &T,
+        progress_of: Option<u32>,
+    ) -> Option<RunEvent> {
+        match serde_json::to_string(payload) {
+            Ok(text) => Some(RunEvent {
+                name,
+                data: text.into(),
+                progress_of,
+            }),
             Err(e) => {
                 tracing::error!(run = %self.id, "cannot serialise {name}: {e}");
-                return;
-            }
-        };
-        let count = {
-            let mut log = lock(&self.log);
-            if log.ended {
-                return;
-            }
-            let id = log.events.len() as u64 + 1;
-            log.events.push(RunEvent { id, name, data });
-            log.ended = last;
-            log.events.len() as u64
-        };
-        self.counter.send_replace(count);
-    }
-
-    /// Appends an `image.progress` event; when it carries a preview, the preview of that image's
-    /// previous event is dropped (a replay only needs the newest picture).
-    pub fn emit_progress(&self, payload: &app::api::events::ImageProgress) {
-        let Ok(text) = serde_json::to_string(payload) else {
-            return;
-        };
-        let count = {
-            let mut log = lock(&self.log);
-            if log.ended {
-                return;
-            }
-            let previous = if payload.preview.is_some() {
-                log.last_progress.get(&payload.index).copied()
-            } else {
                 None
-            };
-            if let Some(previous) = previous {
-                if let Some(old) = log.events.get_mut(previous) {
-                    if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&old.data) {
-                        if value.get("preview").is_some() {
-                            if let Some(obj) = value.as_object_mut() {
-                                obj.remove("preview");
-                            }
-                            old.data = value.to_string().into();
-                        }
-                    }
-                }
             }
-            let id = log.events.len() as u64 + 1;
-            log.events.push(RunEvent {
-                id,
-                name: app::api::events::IMAGE_PROGRESS,
-                data: text.into(),
-            });
-            if payload.preview.is_some() {
-                let position = log.events.len() - 1;
-                log.last_progress.insert(payload.index, position);
-            }
-            log.events.len() as u64
-        };
-        self.counter.send_replace(count);
+        }
     }
 
     pub fn is_ended(&self) -> bool {
-        lock(&self.log).ended
-    }
-
-    /// Events with an id greater than `after`, and whether the run has ended.
-    pub fn events_after(&self, after: u64) -> (Vec<RunEvent>, bool) {
-        let log = lock(&self.log);
-        let start = (after as usize).min(log.events.len());
-        (log.events[start..].to_vec(), log.ended)
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.counter.subscribe()
+        self.log.is_ended()
     }
 
     pub fn cancel_token(&self) -> CancellationToken {
@@ -162,26 +101,8 @@ impl RunHandle {
     pub fn cancel(&self) {
         self.cancel.cancel();
     }
-
-    pub fn add_pending_image(&self, id: &str, image: PendingImage) {
-        lock(&self.pending_images).insert(id.to_string(), image);
-    }
-
-    pub fn pending_image(&self, id: &str) -> Option<PendingImage> {
-        lock(&self.pending_images).get(id).cloned()
-    }
-
-    pub fn remove_pending_image(&self, id: &str) -> bool {
-        lock(&self.pending_images).remove(id).is_some()
-    }
-
-    pub fn clear_pending_images(&self) {
-        lock(&self.pending_images).clear();
-    }
 }
 
-/// A poisoned lock only means another thread panicked while holding it; the data (an event
-/// log) is still consistent, so keep serving rather than cascading the panic.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -222,28 +143,12 @@ impl RunRegistry {
             .cloned()
             .collect()
     }
-
-    /// The run (live or recently ended) holding an image not yet committed.
-    pub fn pending_image(&self, user_id: &str, image_id: &str) -> Option<PendingImage> {
-        lock(&self.runs)
-            .values()
-            .filter(|r| r.user_id == user_id)
-            .find_map(|r| r.pending_image(image_id))
-    }
-
-    /// Drops an uncommitted image (the user deleted it mid-run); true if one was found.
-    pub fn remove_pending_image(&self, user_id: &str, image_id: &str) -> bool {
-        lock(&self.runs)
-            .values()
-            .filter(|r| r.user_id == user_id)
-            .any(|r| r.remove_pending_image(image_id))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::api::events::{ImageProgress, MessageDelta};
+    use app::api::events::MessageDelta;
 
     fn run() -> RunHandle {
         RunHandle::new("r".into(), "u".into(), "c".into(), "m".into())
@@ -255,12 +160,12 @@ mod tests {
         for t in ["a", "b", "c"] {
             r.emit("message.delta", &MessageDelta { text: t.into() });
         }
-        let (all, ended) = r.events_after(0);
+        let (all, ended) = r.log.after(0);
         assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert!(!ended);
-        let (rest, _) = r.events_after(2);
+        let (rest, _) = r.log.after(2);
         assert_eq!(rest.len(), 1);
-        assert!(rest[0].data.contains("\"c\""));
+        assert!(rest[0].event.data.contains("\"c\""));
         r.end("run.finished", &serde_json::json!({"status": "finished"}));
         r.emit(
             "message.delta",
@@ -268,25 +173,27 @@ mod tests {
                 text: "ignored".into(),
             },
         );
-        let (all, ended) = r.events_after(0);
+        let (all, ended) = r.log.after(0);
         assert_eq!(all.len(), 4);
         assert!(ended);
     }
 
     #[test]
-    fn only_the_latest_preview_of_an_image_is_kept() {
+    fn only_the_latest_progress_of_an_image_is_replayed() {
         let r = run();
         for step in 1..=3 {
-            r.emit_progress(&ImageProgress {
-                index: 0,
-                step,
-                steps: 3,
-                preview: Some(format!("p{step}")),
-            });
+            for index in 0..2 {
+                r.emit_progress(&ImageProgress {
+                    index,
+                    step,
+                    steps: 3,
+                    preview: Some(format!("p{index}-{step}")),
+                });
+            }
         }
-        let (all, _) = r.events_after(0);
-        assert!(!all[0].data.contains("preview"));
-        assert!(!all[1].data.contains("preview"));
-        assert!(all[2].data.contains("p3"));
+        let all = r.log.all();
+        assert_eq!(all.len(), 2);
+        assert!(all[0].event.data.contains("p0-3"));
+        assert!(all[1].event.data.contains("p1-3"));
     }
 }

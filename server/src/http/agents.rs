@@ -3,32 +3,43 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 
-use app::api::{limits, Agent, AgentInput, AgentVersion};
+use app::api::{limits, Agent, AgentInput, AgentMeta, AgentVersion, InternalTools};
 
 use super::conversations::check_model;
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_id, ApiJson, CurrentUser};
+use super::routes::{Family, Routes};
 use super::AppState;
-use crate::store::{rfc3339, AgentRecord};
+use crate::store::{rfc3339, AgentRecord, AgentSettings};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/agents", get(list).post(create))
-        .route("/agents/{id}", get(read).put(save).delete(remove))
-        .route("/agents/{id}/versions", get(versions))
+pub fn routes() -> Routes {
+    Routes::new(Family::Api, "/api")
+        .get("/agents", list)
+        .post("/agents", create)
+        .get("/agents/{id}", read)
+        .put("/agents/{id}", save)
+        .delete("/agents/{id}", remove)
+        .get("/agents/{id}/versions", versions)
+}
+
+fn meta(settings: &AgentSettings) -> AgentMeta {
+    AgentMeta {
+        internal_tools: InternalTools {
+            image_creation: settings.image_creation,
+        },
+    }
 }
 
 fn to_api(a: AgentRecord) -> Agent {
     Agent {
+        meta: meta(&a.settings),
         id: a.id,
-        name: a.name,
-        description: a.description,
-        instructions: a.instructions,
-        model: a.model,
-        meta: a.meta,
+        name: a.settings.name,
+        description: a.settings.description,
+        instructions: a.settings.instructions,
+        model: a.settings.model,
         version: a.version as u32,
         version_id: a.version_id,
         created_at: rfc3339(a.created_at),
@@ -36,7 +47,8 @@ fn to_api(a: AgentRecord) -> Agent {
     }
 }
 
-fn validate(state: &AppState, input: &mut AgentInput) -> ApiResult<()> {
+/// Checks an agent's settings as sent and returns them as the store keeps them.
+fn validate(state: &AppState, mut input: AgentInput) -> ApiResult<AgentSettings> {
     input.name = input.name.trim().to_string();
     let name = input.name.chars().count();
     if name == 0 || name > limits::AGENT_NAME_MAX_CHARS {
@@ -66,7 +78,13 @@ fn validate(state: &AppState, input: &mut AgentInput) -> ApiResult<()> {
     if let Some(m) = &input.model {
         check_model(state, m)?;
     }
-    Ok(())
+    Ok(AgentSettings {
+        name: input.name,
+        description: input.description,
+        instructions: input.instructions,
+        model: input.model,
+        image_creation: input.meta.internal_tools.image_creation,
+    })
 }
 
 async fn list(
@@ -87,12 +105,12 @@ async fn list(
 async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    ApiJson(mut input): ApiJson<AgentInput>,
+    ApiJson(input): ApiJson<AgentInput>,
 ) -> ApiResult<(StatusCode, Json<Agent>)> {
-    validate(&state, &mut input)?;
+    let settings = validate(&state, input)?;
     Ok((
         StatusCode::CREATED,
-        Json(to_api(state.store.create_agent(&user, &input).await?)),
+        Json(to_api(state.store.create_agent(&user, &settings).await?)),
     ))
 }
 
@@ -114,13 +132,13 @@ async fn save(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-    ApiJson(mut input): ApiJson<AgentInput>,
+    ApiJson(input): ApiJson<AgentInput>,
 ) -> ApiResult<Json<Agent>> {
     check_id("agent", &id)?;
-    validate(&state, &mut input)?;
+    let settings = validate(&state, input)?;
     let agent = state
         .store
-        .update_agent(&user, &id, &input)
+        .update_agent(&user, &id, &settings)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     Ok(Json(to_api(agent)))
@@ -155,13 +173,13 @@ async fn versions(
         list.into_iter()
             .map(|v| AgentVersion {
                 current: v.id == agent.version_id,
+                meta: meta(&v.settings),
                 id: v.id,
                 version: v.version as u32,
-                name: v.name,
-                description: v.description,
-                instructions: v.instructions,
-                model: v.model,
-                meta: v.meta,
+                name: v.settings.name,
+                description: v.settings.description,
+                instructions: v.settings.instructions,
+                model: v.settings.model,
                 created_at: rfc3339(v.created_at),
             })
             .collect(),

@@ -3,58 +3,38 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use app::api::{
     limits, Conversation, ConversationDetail, CreateConversation, ErrorDetail, Image,
-    InternalTools, Message, UpdateConversation,
+    UpdateConversation,
 };
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_id, ApiJson, CurrentUser};
-use super::AppState;
+use super::routes::{Family, Routes};
+use super::{wire, AppState};
+use crate::chat::export::{self, ExportConversation, ExportDocument, ExportImage, ExportMessage};
 use crate::store::{
-    new_id, rfc3339, ConversationRecord, ImageBlob, ImageRecord, MessageRecord, NewConversation,
-    NewImage, Store,
+    rfc3339, ConversationRecord, ImageBlob, ImageRecord, MessageStatus, NewConversation, RunStatus,
+    Store,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/conversations", get(list).post(create))
-        .route(
-            "/conversations/{id}",
-            get(read).patch(update).delete(remove),
-        )
-        .route("/conversations/{id}/messages", axum::routing::delete(clear))
-        .route("/conversations/{id}/export", get(export))
-}
-
-/// Import takes a whole exported conversation, images included, so it has its own limit.
-pub fn import_router() -> Router<AppState> {
-    Router::new()
-        .route("/conversations/import", post(import))
-        .layer(DefaultBodyLimit::max(IMPORT_MAX_BYTES))
-}
-
-const IMPORT_MAX_BYTES: usize = 512 * 1024 * 1024;
-
-pub fn to_api(c: &ConversationRecord, active_run_id: Option<String>) -> Conversation {
-    Conversation {
-        id: c.id.clone(),
-        title: c.title.clone(),
-        agent_id: c.agent_id.clone(),
-        model: c.model.clone(),
-        internal_tools: c.internal_tools,
-        created_at: rfc3339(c.created_at),
-        updated_at: rfc3339(c.updated_at),
-        active_run_id,
-    }
+pub fn routes() -> Routes {
+    Routes::new(Family::Api, "/api")
+        .get("/conversations", list)
+        .post("/conversations", create)
+        .get("/conversations/{id}", read)
+        .patch("/conversations/{id}", update)
+        .delete("/conversations/{id}", remove)
+        .delete("/conversations/{id}/messages", clear)
+        .get("/conversations/{id}/export", export)
+        .post_large("/conversations/import", import, export::IMPORT_MAX_BYTES)
 }
 
 /// Loads a conversation of the current user or answers 400/404.
@@ -71,7 +51,9 @@ async fn list(
     CurrentUser(user): CurrentUser,
 ) -> ApiResult<Json<Vec<Conversation>>> {
     let list = state.store.list_conversations(&user).await?;
-    Ok(Json(list.iter().map(|c| to_api(c, None)).collect()))
+    Ok(Json(
+        list.iter().map(|c| wire::conversation(c, None)).collect(),
+    ))
 }
 
 async fn create(
@@ -92,7 +74,7 @@ async fn create(
     }
     // With an agent: its current version's model and toggles are copied now; later edits of
     // the agent reach new conversations only.
-    let (agent, version, mut model, mut tools) = match &body.agent_id {
+    let (agent, version, mut model, mut image_creation) = match &body.agent_id {
         Some(agent_id) => {
             check_id("agent", agent_id)?;
             let agent = state
@@ -103,17 +85,17 @@ async fn create(
             (
                 Some(agent.id.clone()),
                 Some(agent.version_id.clone()),
-                agent.model.clone(),
-                agent.meta.internal_tools,
+                agent.settings.model.clone(),
+                agent.settings.image_creation,
             )
         }
-        None => (None, None, None, InternalTools::default()),
+        None => (None, None, None, false),
     };
     if body.model.is_some() {
         model = body.model.clone();
     }
     if let Some(t) = body.internal_tools {
-        tools = t;
+        image_creation = t.image_creation;
     }
     let record = state
         .store
@@ -123,10 +105,10 @@ async fn create(
             agent_id: agent.as_deref(),
             agent_version_id: version.as_deref(),
             model: model.as_deref(),
-            internal_tools: tools,
+            image_creation,
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(to_api(&record, None))))
+    Ok((StatusCode::CREATED, Json(wire::conversation(&record, None))))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,10 +127,10 @@ async fn read(
     let inline = match query.images.as_deref() {
         None | Some("b64") | Some("inline") => true,
         Some("url") => false,
-        Some(other) => {
+        Some(_) => {
             return Err(ApiError::bad_request(
                 "invalid_request",
-                format!("images must be `url` or `b64`, not `{other}`"),
+                "images must be `url` or `b64`",
             ))
         }
     };
@@ -172,7 +154,7 @@ pub async fn detail(
     let active = runs
         .iter()
         .rev()
-        .find(|r| r.status == "running")
+        .find(|r| r.status == RunStatus::Running)
         .map(|r| r.id.clone());
     let mut by_message: HashMap<String, Vec<Image>> = HashMap::new();
     for image in images {
@@ -185,31 +167,13 @@ pub async fn detail(
         .map(|m| {
             let images = by_message.remove(&m.id).unwrap_or_default();
             let run_id = run_of.get(m.id.as_str()).map(|s| s.to_string());
-            message_to_api(m, images, run_id)
+            wire::message(m, images, run_id)
         })
         .collect();
     Ok(ConversationDetail {
-        conversation: to_api(record, active),
+        conversation: wire::conversation(record, active),
         messages,
     })
-}
-
-pub fn message_to_api(m: MessageRecord, images: Vec<Image>, run_id: Option<String>) -> Message {
-    Message {
-        error: m.error_code.map(|code| ErrorDetail {
-            code,
-            message: m.error_message.unwrap_or_default(),
-        }),
-        id: m.id,
-        role: m.role,
-        content: m.content,
-        status: m.status,
-        model: m.model,
-        run_id,
-        images,
-        tool_calls: m.tool_calls,
-        created_at: rfc3339(m.created_at),
-    }
 }
 
 pub async fn image_to_api(
@@ -227,16 +191,7 @@ pub async fn image_to_api(
     } else {
         None
     };
-    Ok(Image {
-        url: (!inline).then(|| app::api::image_url(&image.id, "png")),
-        thumbnail_url: app::api::thumbnail_url(&image.id),
-        b64,
-        mime: "image/png".into(),
-        width: image.width as u32,
-        height: image.height as u32,
-        metadata: image.metadata,
-        id: image.id,
-    })
+    Ok(wire::image(image, b64))
 }
 
 async fn update(
@@ -267,10 +222,13 @@ async fn update(
             .await?;
     }
     if let Some(tools) = body.internal_tools {
-        state.store.set_internal_tools(&record.id, tools).await?;
+        state
+            .store
+            .set_image_creation(&record.id, tools.image_creation)
+            .await?;
     }
     let record = owned(&state.store, &user, &id).await?;
-    Ok(Json(to_api(&record, None)))
+    Ok(Json(wire::conversation(&record, None)))
 }
 
 async fn remove(
@@ -320,6 +278,12 @@ fn check_title(title: &str) -> ApiResult<()> {
 }
 
 pub fn check_model(state: &AppState, model: &str) -> ApiResult<()> {
+    if model.chars().count() > 200 {
+        return Err(ApiError::unprocessable(
+            "unknown_model",
+            "model is too long",
+        ));
+    }
     state
         .providers
         .resolve(Some(model))
@@ -328,54 +292,6 @@ pub fn check_model(state: &AppState, model: &str) -> ApiResult<()> {
 }
 
 // ----- export / import -----
-
-/// The export document: the conversation, every message, images inline as base64 PNG.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ExportDocument {
-    pub format: String,
-    pub version: u32,
-    pub conversation: ExportConversation,
-    pub messages: Vec<ExportMessage>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ExportConversation {
-    pub title: String,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub internal_tools: InternalTools,
-    pub created_at: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ExportMessage {
-    pub id: String,
-    pub role: String,
-    pub content: String,
-    pub status: String,
-    #[serde(default)]
-    pub error: Option<ErrorDetail>,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub tool_calls: Vec<app::api::ToolCallRecord>,
-    pub created_at_ms: i64,
-    #[serde(default)]
-    pub images: Vec<ExportImage>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ExportImage {
-    pub id: String,
-    pub width: u32,
-    pub height: u32,
-    /// Base64 PNG.
-    pub png: String,
-    pub metadata: app::api::ImageMetadata,
-}
-
-const EXPORT_FORMAT: &str = "easel.conversation";
 
 async fn export(
     State(state): State<AppState>,
@@ -400,21 +316,23 @@ async fn export(
                 width: image.width as u32,
                 height: image.height as u32,
                 png: base64::engine::general_purpose::STANDARD.encode(png),
-                metadata: image.metadata,
+                metadata: wire::metadata(image.metadata),
             });
     }
     let document = ExportDocument {
-        format: EXPORT_FORMAT.into(),
+        format: export::EXPORT_FORMAT.into(),
         version: 1,
         conversation: ExportConversation {
             title: record.title.clone(),
             model: record.model.clone(),
-            internal_tools: record.internal_tools,
+            internal_tools: app::api::InternalTools {
+                image_creation: record.image_creation,
+            },
             created_at: rfc3339(record.created_at),
         },
         messages: messages
             .into_iter()
-            .filter(|m| m.status != "running")
+            .filter(|m| m.status != MessageStatus::Running)
             .map(|m| ExportMessage {
                 images: by_message.remove(&m.id).unwrap_or_default(),
                 error: m.error_code.map(|code| ErrorDetail {
@@ -422,11 +340,11 @@ async fn export(
                     message: m.error_message.unwrap_or_default(),
                 }),
                 id: m.id,
-                role: m.role,
+                role: m.role.as_str().into(),
                 content: m.content,
-                status: m.status,
+                status: m.status.as_str().into(),
                 model: m.model,
-                tool_calls: m.tool_calls,
+                tool_calls: m.tool_calls.into_iter().map(wire::tool_call).collect(),
                 created_at_ms: m.created_at,
             })
             .collect(),
@@ -446,128 +364,33 @@ async fn import(
     CurrentUser(user): CurrentUser,
     ApiJson(doc): ApiJson<ExportDocument>,
 ) -> ApiResult<(StatusCode, Json<Conversation>)> {
-    if doc.format != EXPORT_FORMAT || doc.version != 1 {
-        return Err(ApiError::unprocessable(
-            "invalid_request",
-            format!(
-                "not an Easel export (format `{}`, version {})",
-                doc.format, doc.version
-            ),
-        ));
-    }
-    check_title(&doc.conversation.title)?;
-    // Fresh ids for everything; references to old image ids in tool results are rewritten, so
-    // the LLM can still refine an imported picture by id.
-    let mut id_map: Vec<(String, String)> = Vec::new();
-    let mut decoded: Vec<Vec<(ExportImage, Vec<u8>)>> = Vec::new();
-    for m in &doc.messages {
-        if !["user", "assistant"].contains(&m.role.as_str())
-            || !["complete", "cancelled", "failed"].contains(&m.status.as_str())
-        {
-            return Err(ApiError::unprocessable(
-                "invalid_request",
-                format!("message {} has an unknown role or status", m.id),
-            ));
-        }
-        let mut images = Vec::new();
-        for image in &m.images {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(&image.png)
-                .map_err(|_| {
-                    ApiError::unprocessable(
-                        "invalid_request",
-                        format!("image {} is not valid base64", image.id),
-                    )
-                })?;
-            crate::imaging::encode::decode(&bytes).map_err(|e| {
-                ApiError::unprocessable("invalid_request", format!("image {}: {e}", image.id))
-            })?;
-            id_map.push((image.id.clone(), new_id()));
-            images.push((
-                ExportImage {
-                    id: image.id.clone(),
-                    width: image.width,
-                    height: image.height,
-                    png: String::new(),
-                    metadata: image.metadata.clone(),
-                },
-                bytes,
-            ));
-        }
-        decoded.push(images);
-    }
+    // Decoding every image takes a while: off the async threads.
+    let owner = user.clone();
+    let plan = tokio::task::spawn_blocking(move || export::plan_import(doc, &owner))
+        .await
+        .map_err(|e| ApiError::internal(format!("the import stopped: {e}")))?
+        .map_err(|reason| ApiError::unprocessable("invalid_request", reason))?;
+    let model = plan
+        .model
+        .as_deref()
+        .filter(|m| state.providers.resolve(Some(m)).is_ok());
     let record = state
         .store
-        .create_conversation(NewConversation {
-            user_id: &user,
-            title: Some(&doc.conversation.title),
-            agent_id: None,
-            agent_version_id: None,
-            model: doc
-                .conversation
-                .model
-                .as_deref()
-                .filter(|m| state.providers.resolve(Some(m)).is_ok()),
-            internal_tools: doc.conversation.internal_tools,
-        })
+        .insert_conversation_with_history(
+            NewConversation {
+                user_id: &user,
+                title: Some(if plan.title.is_empty() {
+                    crate::store::UNTITLED
+                } else {
+                    &plan.title
+                }),
+                agent_id: None,
+                agent_version_id: None,
+                model,
+                image_creation: plan.image_creation,
+            },
+            plan.messages,
+        )
         .await?;
-    let remap = |text: &str| {
-        id_map
-            .iter()
-            .fold(text.to_string(), |t, (old, new)| t.replace(old, new))
-    };
-    for (m, images) in doc.messages.iter().zip(decoded) {
-        let record_message = MessageRecord {
-            id: String::new(),
-            conversation_id: record.id.clone(),
-            user_id: user.clone(),
-            role: m.role.clone(),
-            content: m.content.clone(),
-            status: m.status.clone(),
-            error_code: m.error.as_ref().map(|e| e.code.clone()),
-            error_message: m.error.as_ref().map(|e| e.message.clone()),
-            model: m.model.clone(),
-            tool_calls: m
-                .tool_calls
-                .iter()
-                .map(|c| app::api::ToolCallRecord {
-                    arguments: remap(&c.arguments),
-                    result: remap(&c.result),
-                    ..c.clone()
-                })
-                .collect(),
-            created_at: m.created_at_ms,
-            updated_at: m.created_at_ms,
-        };
-        let mut new_images = Vec::new();
-        for (position, (image, bytes)) in images.into_iter().enumerate() {
-            let rgb = crate::imaging::encode::decode(&bytes)
-                .map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))?;
-            let thumbnail = crate::imaging::encode::thumbnail(&rgb)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            let id = id_map
-                .iter()
-                .find(|(old, _)| *old == image.id)
-                .map(|(_, new)| new.clone())
-                .unwrap_or_else(new_id);
-            new_images.push(NewImage {
-                id,
-                user_id: user.clone(),
-                message_id: None,
-                conversation_id: Some(record.id.clone()),
-                source: "chat",
-                position: position as u32,
-                width: rgb.width(),
-                height: rgb.height(),
-                png: bytes,
-                thumbnail,
-                metadata: image.metadata,
-            });
-        }
-        state
-            .store
-            .import_message(&record.id, &record_message, &new_images)
-            .await?;
-    }
-    Ok((StatusCode::CREATED, Json(to_api(&record, None))))
+    Ok((StatusCode::CREATED, Json(wire::conversation(&record, None))))
 }

@@ -7,17 +7,27 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::store::LOCAL_USER;
+use super::AppState;
 
-/// The user a request acts for. A single local user until accounts exist; handlers take this
-/// extractor anyway, so adding authentication later changes this file, not every handler.
+/// The user a request acts for (see `auth`): every `/api` handler takes it, so a request that
+/// has not proved who it is never reaches one.
 pub struct CurrentUser(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(CurrentUser(LOCAL_USER.to_string()))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match state.auth.identify(&parts.headers).await? {
+            Some(identity) => Ok(CurrentUser(identity.user_id)),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "auth_required",
+                "Sign in first: send the API key as `Authorization: Bearer <key>`, or enter it on the page.",
+            )),
+        }
     }
 }
 
@@ -54,10 +64,7 @@ fn json_error(rejection: JsonRejection) -> ApiError {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!(
-                    "The body is larger than {} bytes.",
-                    app::api::limits::JSON_BODY_MAX_BYTES
-                ),
+                "The request body is larger than this route accepts.",
             )
         }
         other => ApiError::bad_request("invalid_request", other.body_text()),
@@ -76,9 +83,10 @@ pub fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
     if uuid::Uuid::try_parse(id).is_ok() {
         Ok(())
     } else {
+        let shown: String = id.chars().take(60).collect();
         Err(ApiError::bad_request(
             "invalid_id",
-            format!("`{id}` is not a valid {kind} id"),
+            format!("`{shown}` is not a valid {kind} id"),
         ))
     }
 }

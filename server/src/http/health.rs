@@ -3,18 +3,19 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 
 use app::api::{Health, ModelsResponse};
 
-use super::AppState;
+use super::extract::CurrentUser;
+use super::routes::{Family, Routes};
+use super::{wire, AppState};
 use crate::tools::styles;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/models", get(models))
+pub fn routes() -> Routes {
+    Routes::new(Family::Api, "/api")
+        .get("/health", health)
+        .get("/models", models)
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -27,7 +28,10 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         status: if healthy { "ok" } else { "degraded" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         database,
-        image_engine: state.engine.health(),
+        image_engine: wire::engine_health(
+            state.jobs.engine().health(),
+            state.jobs.queue_length().await,
+        ),
     };
     (
         if healthy {
@@ -39,12 +43,13 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     )
 }
 
-async fn models(State(state): State<AppState>) -> Json<ModelsResponse> {
+async fn models(State(state): State<AppState>, _user: CurrentUser) -> Json<ModelsResponse> {
+    let engine = state.jobs.engine();
     Json(ModelsResponse {
         llm: state.providers.list(),
-        image: state.engine.models(),
-        image_creation_available: state.engine.available(),
-        default_image_model: state.engine.default_model(),
+        image: engine.models().into_iter().map(wire::model_info).collect(),
+        image_creation_available: engine.available(),
+        default_image_model: engine.default_model(),
         styles: styles::list(),
     })
 }

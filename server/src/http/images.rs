@@ -1,26 +1,27 @@
 //! `/api/images/{id}.png|.jpg`, `/api/images/{id}/thumbnail`, `DELETE /api/images/{id}`.
 //!
 //! Images never change once made, so responses carry a strong ETag and may be cached for a
-//! year. An image finished during a run that has not committed yet is served from the run.
+//! year. Every image is stored the moment it is finished, so there is one place to read from.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_id, CurrentUser};
+use super::routes::{Family, Routes};
 use super::AppState;
 use crate::imaging::encode;
-use crate::store::ImageBlob;
+use crate::jobs::spec::parameters_of;
+use crate::store::{ImageBlob, ImageMeta};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/images/{file}", get(file).delete(remove))
-        .route("/images/{id}/thumbnail", get(thumbnail))
+pub fn routes() -> Routes {
+    Routes::new(Family::Api, "/api")
+        .get("/images/{file}", file)
+        .delete("/images/{file}", remove)
+        .get("/images/{id}/thumbnail", thumbnail)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,11 +60,14 @@ async fn file(
     );
     let download = matches!(query.download.as_deref(), Some("1" | "true" | "yes"));
 
-    let record = state.store.get_image(&user, id).await?;
-    let bytes = match (&record, format) {
-        (Some(_), Format::Png) => state.store.image_bytes(&user, id, ImageBlob::Png).await?,
-        (Some(_), Format::Jpeg) => match state.store.image_bytes(&user, id, ImageBlob::Jpeg).await?
-        {
+    let record = state
+        .store
+        .get_image(&user, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("image"))?;
+    let bytes = match format {
+        Format::Png => state.store.image_bytes(&user, id, ImageBlob::Png).await?,
+        Format::Jpeg => match state.store.image_bytes(&user, id, ImageBlob::Jpeg).await? {
             Some(jpeg) => Some(jpeg),
             None => {
                 let png = state
@@ -71,30 +75,14 @@ async fn file(
                     .image_bytes(&user, id, ImageBlob::Png)
                     .await?
                     .unwrap_or_default();
-                let jpeg = to_jpeg(png).await?;
+                let jpeg = to_jpeg(png, record.metadata.clone()).await?;
                 state.store.store_jpeg(id, &jpeg).await?;
                 Some(jpeg)
             }
         },
-        (None, _) => match state.runs.pending_image(&user, id) {
-            Some(p) if format == Format::Png => Some(p.png.as_ref().clone()),
-            Some(p) => Some(to_jpeg(p.png.as_ref().clone()).await?),
-            None => None,
-        },
     };
     let bytes = bytes.ok_or_else(|| ApiError::not_found("image"))?;
-    let name = record
-        .map(|r| {
-            let prompt = r
-                .metadata
-                .tool_arguments
-                .get("prompt")
-                .and_then(|p| p.as_str())
-                .unwrap_or(&r.metadata.prompt)
-                .to_string();
-            prompt
-        })
-        .unwrap_or_else(|| "image".into());
+    let name = record.metadata.written_prompt().to_string();
     let ext = if format == Format::Png { "png" } else { "jpg" };
     let mime = if format == Format::Png {
         "image/png"
@@ -110,10 +98,11 @@ async fn file(
     ))
 }
 
-async fn to_jpeg(png: Vec<u8>) -> ApiResult<Vec<u8>> {
+/// The stored PNG as a JPEG that keeps the generation parameters, off the async threads.
+async fn to_jpeg(png: Vec<u8>, meta: ImageMeta) -> ApiResult<Vec<u8>> {
     tokio::task::spawn_blocking(move || {
         let rgb = encode::decode(&png)?;
-        encode::jpeg(&rgb, encode::JPEG_QUALITY)
+        encode::jpeg_with_parameters(&rgb, encode::JPEG_QUALITY, &parameters_of(&meta))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
@@ -127,18 +116,11 @@ async fn thumbnail(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     check_id("image", &id)?;
-    let bytes = match state
+    let bytes = state
         .store
         .image_bytes(&user, &id, ImageBlob::Thumbnail)
         .await?
-    {
-        Some(b) => b,
-        None => state
-            .runs
-            .pending_image(&user, &id)
-            .map(|p| p.thumbnail.as_ref().clone())
-            .ok_or_else(|| ApiError::not_found("image"))?,
-    };
+        .ok_or_else(|| ApiError::not_found("image"))?;
     Ok(immutable(
         bytes,
         "image/jpeg",
@@ -155,7 +137,7 @@ async fn remove(
 ) -> ApiResult<StatusCode> {
     let id = file.strip_suffix(".png").unwrap_or(&file);
     check_id("image", id)?;
-    if state.store.delete_image(&user, id).await? || state.runs.remove_pending_image(&user, id) {
+    if state.store.delete_image(&user, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("image"))

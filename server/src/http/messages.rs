@@ -6,22 +6,23 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
-use axum::{Json, Router};
+use axum::Json;
 
 use app::api::{limits, PostMessage, PostMessageResponse};
 
 use super::conversations::owned;
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_id, ApiJson, CurrentUser};
+use super::routes::{Family, Routes};
 use super::AppState;
-use crate::chat::orchestrator::{self, Turn};
+use crate::chat::orchestrator::{self, Turn, TurnLimits};
 use crate::chat::run::RunHandle;
+use crate::store::MessageStatus;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/conversations/{id}/messages", post(send))
-        .route("/messages/{id}", delete(remove))
+pub fn routes() -> Routes {
+    Routes::new(Family::Api, "/api")
+        .post("/conversations/{id}/messages", send)
+        .delete("/messages/{id}", remove)
 }
 
 /// Longest automatic title, cut at a word boundary.
@@ -44,24 +45,37 @@ async fn send(
             ),
         ));
     }
-    if let Some(active) = state.store.active_run(&conversation.id).await? {
-        return Err(ApiError::conflict(format!(
-            "A reply is still being written in this conversation (run {}); wait for it or stop it first.",
-            active.id
-        )));
+    if body.content.contains('\0') {
+        return Err(ApiError::unprocessable(
+            "invalid_content",
+            "content must not contain NUL characters",
+        ));
     }
-
     let model = state.providers.resolve(conversation.model.as_deref());
     let model_id = match &model {
         Ok(m) => m.id.clone(),
         Err(_) => conversation.model.clone().unwrap_or_default(),
     };
     let history = state.store.list_messages(&conversation.id).await?;
-    // Committed before any model is called: nothing the user wrote can be lost.
-    let (user_message, assistant, run_id) = state
+    // Committed before any model is called: nothing the user wrote can be lost. At most one
+    // reply runs per conversation (the database enforces it).
+    let started = match state
         .store
         .begin_turn(&user, &conversation.id, &body.content, &model_id)
-        .await?;
+        .await?
+    {
+        Ok(started) => started,
+        Err(active) => {
+            return Err(ApiError::conflict(if active.is_empty() {
+                "A reply is still being written in this conversation; wait for it or stop it first."
+                    .to_string()
+            } else {
+                format!("A reply is still being written in this conversation (run {active}); wait for it or stop it first.")
+            }))
+        }
+    };
+    let (user_message, assistant, run_id) =
+        (started.user_message, started.assistant, started.run_id);
     state
         .store
         .set_automatic_title(&conversation.id, &automatic_title(&body.content))
@@ -72,7 +86,7 @@ async fn send(
             .store
             .get_agent_version(version)
             .await?
-            .map(|v| v.instructions)
+            .map(|v| v.settings.instructions)
             .filter(|i| !i.trim().is_empty()),
         None => None,
     };
@@ -85,11 +99,15 @@ async fn send(
     state.runs.insert(run.clone());
     let turn = Turn {
         store: state.store.clone(),
-        engine: state.engine.clone(),
+        jobs: state.jobs.clone(),
         runs: state.runs.clone(),
         run,
         model,
-        tools: conversation.internal_tools,
+        image_creation: conversation.image_creation,
+        limits: TurnLimits {
+            llm_idle: state.config.llm_idle_timeout,
+            tool_calls_per_round: state.config.max_tool_calls,
+        },
         instructions,
         history,
         user_text: body.content,
@@ -134,12 +152,11 @@ async fn remove(
         .get_message(&user, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("message"))?;
-    if message.status == "running" {
+    if message.status == MessageStatus::Running || !state.store.delete_message(&user, &id).await? {
         return Err(ApiError::conflict(
             "This reply is still being written; stop the run before deleting it.",
         ));
     }
-    state.store.delete_message(&user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,54 +4,54 @@
 //! parameters (`negative_prompt`, `seed`, `steps`, `guidance`, `sampler`, `schedule`, `style`,
 //! `strength`) are accepted beside OpenAI's (the SDKs pass them through `extra_body`).
 //!
+//! Every request is an image job (`source = api`): a client that disconnects cancels it, and
+//! after a restart its unfinished job is cancelled (nobody is waiting for it any more).
+//!
 //! `stream: true` answers with server-sent events as OpenAI's image streaming does:
 //! `image_generation.partial_image` previews (`partial_images` of them per image), then one
 //! `image_generation.completed` per image.
 
 use std::convert::Infallible;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine as _;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
+use super::routes::{Family, Routes};
 use super::AppState;
 use crate::imaging::diffusion::preview::PreviewRate;
-use crate::imaging::edit;
-use crate::imaging::paint::{paint, PaintEvent, Painted};
+use crate::imaging::encode;
 use crate::imaging::request::{
     self, GenerationRequest, ImageParams, Quality, SizeChoice, SizePolicy,
 };
-use crate::imaging::{encode, EngineError};
-use crate::store::{new_id, NewImage, LOCAL_USER};
+use crate::imaging::EngineError;
+use crate::jobs::prepare::{prepare_edit, EditUpload, PrepareError};
+use crate::jobs::{CallerInfo, EditSource, JobEvent, JobOrder, JobOrigin, LiveJob, SubmitError};
+use crate::replay;
+use crate::store::{ImageBlob, JobState};
 use crate::tools::styles;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/models", get(models))
-        .route("/models/{id}", get(model))
-        .route(
-            "/images/generations",
-            post(generations).layer(DefaultBodyLimit::max(app::api::limits::JSON_BODY_MAX_BYTES)),
-        )
-        .route(
-            "/images/edits",
-            post(edits).layer(DefaultBodyLimit::max(EDIT_MAX_BYTES)),
-        )
-        .fallback(|| async {
-            OpenAiError::new(
-                StatusCode::NOT_FOUND,
-                "Unknown API route.",
-                None,
-                Some("not_found"),
-            )
-        })
+pub fn routes() -> Routes {
+    Routes::new(Family::OpenAi, "/v1")
+        .get("/models", models)
+        .get("/models/{id}", model)
+        .post("/images/generations", generations)
+        .post_large("/images/edits", edits, EDIT_MAX_BYTES)
+}
+
+pub async fn not_found() -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::NOT_FOUND,
+        "Unknown API route.",
+        None,
+        Some("not_found"),
+    )
 }
 
 /// Source image + mask uploads.
@@ -64,6 +64,7 @@ pub struct OpenAiError {
     message: String,
     param: Option<String>,
     code: Option<String>,
+    retry_after: Option<u64>,
 }
 
 impl OpenAiError {
@@ -78,11 +79,16 @@ impl OpenAiError {
             message: message.into(),
             param: param.map(str::to_string),
             code: code.map(str::to_string),
+            retry_after: None,
         }
     }
 
     fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message, param, None)
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message, None, None)
     }
 }
 
@@ -91,7 +97,10 @@ impl From<EngineError> for OpenAiError {
         match e {
             EngineError::UnknownModel(m) => OpenAiError::new(
                 StatusCode::NOT_FOUND,
-                format!("The model `{m}` does not exist."),
+                format!(
+                    "The model `{}` does not exist.",
+                    m.chars().take(100).collect::<String>()
+                ),
                 Some("model"),
                 Some("model_not_found"),
             ),
@@ -102,19 +111,39 @@ impl From<EngineError> for OpenAiError {
                 Some("model"),
                 Some("no_image_model"),
             ),
-            EngineError::Cancelled => OpenAiError::new(
-                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-                "cancelled",
-                None,
-                None,
-            ),
-            other => OpenAiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                other.to_string(),
-                None,
-                None,
-            ),
+            other => OpenAiError::internal(other.to_string()),
         }
+    }
+}
+
+impl From<PrepareError> for OpenAiError {
+    fn from(e: PrepareError) -> Self {
+        OpenAiError::invalid(format!("{}: {}", e.field, e.message), Some(e.field))
+    }
+}
+
+impl From<SubmitError> for OpenAiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::QueueFull { .. } => {
+                let mut error = OpenAiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    e.to_string(),
+                    None,
+                    Some("rate_limit_exceeded"),
+                );
+                error.retry_after = Some(e.retry_after());
+                error
+            }
+            SubmitError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for OpenAiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!("store: {e}");
+        OpenAiError::internal("The database could not complete the request; see the server log.")
     }
 }
 
@@ -126,41 +155,44 @@ impl IntoResponse for OpenAiError {
             "invalid_request_error"
         };
         let body = json!({"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
 type ApiResult<T> = Result<T, OpenAiError>;
 
-/// `EASEL_API_KEY`, when set, must come as a bearer token.
-fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let Some(key) = &state.config.api_key else {
-        return Ok(());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(key.as_str()) {
-        Ok(())
-    } else {
-        Err(OpenAiError::new(
+/// Who the request is for: the API key (or a browser session) when one is required.
+async fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    match state.auth.identify(headers).await? {
+        Some(identity) => Ok(identity.user_id),
+        None => Err(OpenAiError::new(
             StatusCode::UNAUTHORIZED,
             "Incorrect API key provided.",
             None,
             Some("invalid_api_key"),
-        ))
+        )),
     }
 }
 
+fn model_json(id: &str) -> Value {
+    json!({"id": id, "object": "model", "created": 0, "owned_by": "easel"})
+}
+
 async fn models(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers).await?;
     let data: Vec<Value> = state
-        .engine
+        .jobs
+        .engine()
         .models()
         .into_iter()
         .filter(|m| m.error.is_none())
-        .map(|m| json!({"id": m.id, "object": "model", "created": 0, "owned_by": "easel"}))
+        .map(|m| model_json(&m.id))
         .collect();
     Ok(Json(json!({"object": "list", "data": data})))
 }
@@ -170,19 +202,21 @@ async fn model(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers).await?;
     match state
-        .engine
+        .jobs
+        .engine()
         .models()
         .into_iter()
         .find(|m| m.id == id && m.error.is_none())
     {
-        Some(m) => Ok(Json(
-            json!({"id": m.id, "object": "model", "created": 0, "owned_by": "easel"}),
-        )),
+        Some(m) => Ok(Json(model_json(&m.id))),
         None => Err(OpenAiError::new(
             StatusCode::NOT_FOUND,
-            format!("The model `{id}` does not exist."),
+            format!(
+                "The model `{}` does not exist.",
+                id.chars().take(100).collect::<String>()
+            ),
             Some("model"),
             Some("model_not_found"),
         )),
@@ -316,24 +350,44 @@ async fn generations(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    if let Err(e) = authorize(&state, &headers) {
-        return e.into_response();
-    }
+    let owner = match authorize(&state, &headers).await {
+        Ok(owner) => owner,
+        Err(e) => return e.into_response(),
+    };
     // Parse by hand so malformed JSON gets OpenAI's error shape too.
     let body: Common = match axum::Json::<Common>::from_request(request, &state).await {
         Ok(Json(b)) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return super::routes::too_large(Family::OpenAi, super::routes::JSON_LIMIT)
+        }
         Err(e) => return OpenAiError::invalid(e.body_text(), None).into_response(),
     };
     match prepare(&state, &body, None).await {
-        Ok(request) => respond(state, headers, body, request, "image_generation").await,
+        Ok((request, edit)) => {
+            respond(
+                state,
+                owner,
+                headers,
+                body,
+                request,
+                edit,
+                "image_generation",
+            )
+            .await
+        }
         Err(e) => e.into_response(),
     }
 }
 
-async fn edits(State(state): State<AppState>, headers: HeaderMap, mut form: Multipart) -> Response {
-    if let Err(e) = authorize(&state, &headers) {
-        return e.into_response();
-    }
+async fn edits(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Response {
+    let owner = match authorize(&state, &headers).await {
+        Ok(owner) => owner,
+        Err(e) => return e.into_response(),
+    };
+    let mut form = match Multipart::from_request(request, &state).await {
+        Ok(form) => form,
+        Err(e) => return OpenAiError::invalid(e.body_text(), None).into_response(),
+    };
     let mut body = Common::default();
     let mut image: Option<Vec<u8>> = None;
     let mut mask: Option<Vec<u8>> = None;
@@ -341,28 +395,39 @@ async fn edits(State(state): State<AppState>, headers: HeaderMap, mut form: Mult
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => {
-                return OpenAiError::invalid(format!("the multipart body is malformed: {e}"), None)
-                    .into_response()
-            }
+            Err(e) => return multipart_error(&e, None),
         };
         let name = field
             .name()
             .unwrap_or("")
             .trim_end_matches("[]")
-            .to_string();
+            .chars()
+            .take(64)
+            .collect::<String>();
         let bytes = match field.bytes().await {
             Ok(b) => b,
-            Err(e) => {
-                return OpenAiError::invalid(format!("cannot read `{name}`: {e}"), Some(&name))
-                    .into_response()
-            }
+            Err(e) => return multipart_error(&e, Some(&name)),
         };
         let text = || String::from_utf8_lossy(&bytes).trim().to_string();
         let number = |param: &str| -> ApiResult<f64> {
             text()
                 .parse::<f64>()
-                .map_err(|_| OpenAiError::invalid(format!("{param} must be a number"), Some(param)))
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    OpenAiError::invalid(format!("{param} must be a number"), Some(param))
+                })
+        };
+        // Whole numbers for counts: 2.5 images or 1e30 steps are refused, not rounded.
+        let whole = |param: &str| -> ApiResult<i64> {
+            let v = number(param)?;
+            if v.fract() != 0.0 || v.abs() > 1e15 {
+                return Err(OpenAiError::invalid(
+                    format!("{param} must be a whole number"),
+                    Some(param),
+                ));
+            }
+            Ok(v as i64)
         };
         let result: ApiResult<()> = (|| {
             match name.as_str() {
@@ -372,23 +437,33 @@ async fn edits(State(state): State<AppState>, headers: HeaderMap, mut form: Mult
                 "mask" => mask = Some(bytes.to_vec()),
                 "prompt" => body.prompt = Some(text()),
                 "model" => body.model = Some(text()),
-                "n" => body.n = Some(number("n")? as i64),
+                "n" => body.n = Some(whole("n")?),
                 "size" => body.size = Some(text()),
                 "quality" => body.quality = Some(text()),
                 "response_format" => body.response_format = Some(text()),
                 "output_format" => body.output_format = Some(text()),
                 "style" => body.style = Some(text()),
                 "negative_prompt" => body.negative_prompt = Some(text()),
-                "seed" => body.seed = Some(number("seed")? as u64),
-                "steps" => body.steps = Some(number("steps")? as i64),
+                "seed" => {
+                    let seed = whole("seed")?;
+                    body.seed = Some(u64::try_from(seed).map_err(|_| {
+                        OpenAiError::invalid(
+                            "seed must be a whole number of at least 0",
+                            Some("seed"),
+                        )
+                    })?)
+                }
+                "steps" => body.steps = Some(whole("steps")?),
                 "guidance" => body.guidance = Some(number("guidance")? as f32),
                 "sampler" => body.sampler = Some(text()),
                 "schedule" => body.schedule = Some(text()),
                 "strength" => body.strength = Some(number("strength")? as f32),
                 "stream" => body.stream = Some(text() == "true"),
-                "partial_images" => body.partial_images = Some(number("partial_images")? as u32),
+                "partial_images" => {
+                    body.partial_images = Some(whole("partial_images")?.clamp(0, 3) as u32)
+                }
                 "output_compression" => {
-                    body.output_compression = Some(number("output_compression")? as i64)
+                    body.output_compression = Some(whole("output_compression")?)
                 }
                 _ => {} // user, background, input_fidelity…: accepted, not used
             }
@@ -403,19 +478,33 @@ async fn edits(State(state): State<AppState>, headers: HeaderMap, mut form: Mult
             .into_response();
     };
     match prepare(&state, &body, Some((image, mask))).await {
-        Ok(request) => respond(state, headers, body, request, "image_edit").await,
+        Ok((request, edit)) => {
+            respond(state, owner, headers, body, request, edit, "image_edit").await
+        }
         Err(e) => e.into_response(),
     }
 }
 
-/// Validates the request against its model (and prepares an edit's inputs).
+/// A broken or oversized multipart body, in OpenAI's shape (413 when over the limit).
+fn multipart_error(e: &axum::extract::multipart::MultipartError, field: Option<&str>) -> Response {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return super::routes::too_large(Family::OpenAi, EDIT_MAX_BYTES);
+    }
+    let message = match field {
+        Some(name) => format!("cannot read `{name}`: {}", e.body_text()),
+        None => format!("the multipart body is malformed: {}", e.body_text()),
+    };
+    OpenAiError::invalid(message, field).into_response()
+}
+
+/// Validates the request against its model and prepares an edit's inputs (sizes checked first).
 async fn prepare(
     state: &AppState,
     body: &Common,
     edit_input: Option<(Vec<u8>, Option<Vec<u8>>)>,
-) -> ApiResult<GenerationRequest> {
+) -> ApiResult<(GenerationRequest, Option<EditSource>)> {
     body.output()?;
-    let model = state.engine.model(body.model.as_deref())?;
+    let model = state.jobs.engine().model(body.model.as_deref())?;
     let mut params = body.params()?;
     // Previews cost time; only streaming requests show them.
     params.preview = if body.stream.unwrap_or(false) {
@@ -423,29 +512,27 @@ async fn prepare(
     } else {
         PreviewRate::None
     };
+    // Explicit sizes must be the model's allowed ones; an edit's own (fitted) size may be any.
     let mut policy = SizePolicy::AllowedOnly;
+    let mut edit = None;
     if let Some((image, mask)) = edit_input {
-        let source = encode::decode(&image)
-            .map_err(|e| OpenAiError::invalid(format!("image: {e}"), Some("image")))?;
-        let size = match params.size {
-            SizeChoice::Exact(w, h) => (w, h),
-            SizeChoice::Auto => {
-                // The source's own size (fitted to the model): any multiple of 8 is fine then.
-                policy = SizePolicy::AnyMultipleOf8;
-                edit::fit_size(source.dimensions(), model.presets.max_size)
-            }
+        let upload = EditUpload {
+            source: image,
+            mask,
+            size: params.size,
+            strength: body.strength,
         };
-        params.size = SizeChoice::Exact(size.0, size.1);
-        let strength = body
-            .strength
-            .unwrap_or(if mask.is_some() { 1.0 } else { 0.6 });
-        params.edit = Some(
-            edit::edit_input(&source, mask.as_deref(), strength, size)
-                .map_err(|e| OpenAiError::invalid(format!("mask: {e}"), Some("mask")))?,
-        );
+        let prepared = prepare_edit(upload, &model, policy).await?;
+        if params.size == SizeChoice::Auto {
+            policy = SizePolicy::AnyMultipleOf8;
+        }
+        params.size = SizeChoice::Exact(prepared.width, prepared.height);
+        params.strength = Some(prepared.source.strength);
+        edit = Some(prepared.source);
     }
-    request::resolve(params, &model, policy)
-        .map_err(|e| OpenAiError::invalid(e.message, Some(e.field)))
+    let request = request::resolve(params, &model, policy)
+        .map_err(|e| OpenAiError::invalid(e.message, Some(e.field)))?;
+    Ok((request, edit))
 }
 
 fn now_secs() -> u64 {
@@ -455,198 +542,313 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Cancels the job when the request is dropped before it finished (the client went away).
+struct CancelOnDrop {
+    state: AppState,
+    owner: String,
+    job: String,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    /// The job ended on its own: nothing to cancel.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let (jobs, owner, job) = (
+                self.state.jobs.clone(),
+                self.owner.clone(),
+                self.job.clone(),
+            );
+            tokio::spawn(async move {
+                let _ = jobs.cancel(&owner, &job).await;
+            });
+        }
+    }
+}
+
 /// `kind` names the stream events: `image_generation` or `image_edit`, as OpenAI's do.
 async fn respond(
     state: AppState,
+    owner: String,
     headers: HeaderMap,
     body: Common,
     request: GenerationRequest,
+    edit: Option<EditSource>,
     kind: &'static str,
 ) -> Response {
     let output = match body.output() {
         Ok(o) => o,
         Err(e) => return e.into_response(),
     };
-    let base = base_url(&headers);
-    if body.stream.unwrap_or(false) {
-        return stream(
-            state,
-            request,
-            output,
-            body.partial_images.unwrap_or(2).min(3),
-            base,
-            kind,
-        )
-        .into_response();
+    let revised = request.prompt.clone();
+    let size = format!("{}x{}", request.width, request.height);
+    let steps = request.steps;
+    let mut arguments = json!({"prompt": body.prompt, "n": body.n, "size": body.size, "quality": body.quality, "style": body.style, "seed": body.seed, "steps": body.steps});
+    if let Some(obj) = arguments.as_object_mut() {
+        obj.retain(|_, v| !v.is_null());
     }
-    // Closing the connection cancels the job (the guard cancels when the handler is dropped).
-    let cancel = CancellationToken::new();
-    let _guard = cancel.clone().drop_guard();
-    let painted = match paint(&state.engine, &request, cancel, |_| {}).await {
-        Ok(p) => p,
+    let streaming = body.stream.unwrap_or(false);
+    let partials = body.partial_images.unwrap_or(2).min(3);
+    let wanted = partial_steps(steps, partials);
+    let order = JobOrder {
+        owner: owner.clone(),
+        origin: JobOrigin::Api,
+        request,
+        edit,
+        caller: CallerInfo {
+            arguments,
+            source_image_id: None,
+            shown_prompt: body.prompt.clone().unwrap_or_default(),
+        },
+        keep_pixels: false,
+        milestones: if streaming {
+            wanted.clone()
+        } else {
+            Vec::new()
+        },
+    };
+    let submitted = match state.jobs.submit(order).await {
+        Ok(s) => s,
         Err(e) => return OpenAiError::from(e).into_response(),
     };
-    let mut data = Vec::with_capacity(painted.len());
-    for p in &painted {
-        match datum(&state, &request, p, &output, &base).await {
+    let job = match state.jobs.job(&owner, &submitted.id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return OpenAiError::internal("the image job disappeared").into_response(),
+        Err(e) => return OpenAiError::from(e).into_response(),
+    };
+    let guard = CancelOnDrop {
+        state: state.clone(),
+        owner,
+        job: job.id.clone(),
+        armed: true,
+    };
+    let base = base_url(&state, &headers);
+    let answer = Answer {
+        state,
+        output,
+        base,
+        revised,
+        size,
+        kind,
+    };
+    if streaming {
+        return stream(answer, job, guard, wanted).into_response();
+    }
+    let mut guard = guard;
+    let end = answer.state.jobs.wait(&job).await;
+    guard.disarm();
+    if end.state != JobState::Done {
+        let message = end
+            .error
+            .map(|(_, m)| m)
+            .unwrap_or_else(|| "image generation failed".into());
+        return OpenAiError::internal(message).into_response();
+    }
+    let images = match answer.state.store.images_of_job(&job.id).await {
+        Ok(images) => images,
+        Err(e) => return OpenAiError::from(e).into_response(),
+    };
+    let mut data = Vec::with_capacity(images.len());
+    for image in &images {
+        match answer
+            .datum(&job.owner, &image.id, image.metadata.seed)
+            .await
+        {
             Ok(d) => data.push(d),
             Err(e) => return e.into_response(),
         }
     }
-    let size = format!("{}x{}", request.width, request.height);
+    answer
+        .forget_inline(&job.owner, images.iter().map(|i| i.id.clone()))
+        .await;
     Json(json!({
         "created": now_secs(),
         "data": data,
-        "output_format": if output.jpeg { "jpeg" } else { "png" },
-        "quality": output.quality,
-        "size": size,
+        "output_format": if answer.output.jpeg { "jpeg" } else { "png" },
+        "quality": answer.output.quality,
+        "size": answer.size,
         "background": "opaque",
     }))
     .into_response()
 }
 
-/// One `data` entry: the image inline, or stored and linked.
-async fn datum(
-    state: &AppState,
-    request: &GenerationRequest,
-    p: &Painted,
-    output: &Output,
-    base: &str,
-) -> ApiResult<Value> {
-    let bytes = if output.jpeg {
-        to_jpeg(&p.png, output.jpeg_quality)?
-    } else {
-        p.png.clone()
-    };
-    let revised = request.prompt.clone();
-    if output.url {
-        let id = new_id();
-        let image = NewImage {
-            id: id.clone(),
-            user_id: LOCAL_USER.into(),
-            message_id: None,
-            conversation_id: None,
-            source: "api",
-            position: p.index,
-            width: p.width,
-            height: p.height,
-            png: p.png.clone(),
-            thumbnail: p.thumbnail.clone(),
-            metadata: request.metadata(p.seed),
+/// What every answer of one request shares.
+struct Answer {
+    state: AppState,
+    output: Output,
+    base: String,
+    revised: String,
+    size: String,
+    kind: &'static str,
+}
+
+impl Answer {
+    /// One `data` entry: the image inline (PNG or JPEG), or linked.
+    async fn datum(&self, owner: &str, id: &str, seed: u64) -> ApiResult<Value> {
+        if self.output.url {
+            let ext = if self.output.jpeg { "jpg" } else { "png" };
+            return Ok(
+                json!({"url": format!("{}/api/images/{id}.{ext}", self.base), "revised_prompt": self.revised, "seed": seed}),
+            );
+        }
+        let png = self
+            .state
+            .store
+            .image_bytes(owner, id, ImageBlob::Png)
+            .await?
+            .ok_or_else(|| OpenAiError::internal("a finished image is missing"))?;
+        let bytes = if self.output.jpeg {
+            let quality = self.output.jpeg_quality;
+            let record = self.state.store.get_image(owner, id).await?;
+            let parameters = record
+                .map(|r| crate::jobs::spec::parameters_of(&r.metadata))
+                .unwrap_or_default();
+            tokio::task::spawn_blocking(move || {
+                let rgb = encode::decode(&png)?;
+                encode::jpeg_with_parameters(&rgb, quality, &parameters)
+            })
+            .await
+            .map_err(|e| OpenAiError::internal(e.to_string()))?
+            .map_err(|e| OpenAiError::internal(e.to_string()))?
+        } else {
+            png
         };
-        state.store.insert_images(&[image]).await.map_err(|e| {
-            OpenAiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None, None)
-        })?;
-        let ext = if output.jpeg { "jpg" } else { "png" };
         Ok(
-            json!({"url": format!("{base}/api/images/{id}.{ext}"), "revised_prompt": revised, "seed": p.seed}),
+            json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(bytes), "revised_prompt": self.revised, "seed": seed}),
         )
-    } else {
-        Ok(
-            json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(bytes), "revised_prompt": revised, "seed": p.seed}),
-        )
+    }
+
+    /// Inline answers hand the bytes over; the stored copies are not kept (URL answers keep
+    /// theirs, since the link must work).
+    async fn forget_inline(&self, owner: &str, ids: impl Iterator<Item = String>) {
+        if self.output.url {
+            return;
+        }
+        for id in ids {
+            let _ = self.state.store.delete_image(owner, &id).await;
+        }
     }
 }
 
-fn to_jpeg(png: &[u8], quality: u8) -> ApiResult<Vec<u8>> {
-    let rgb = encode::decode(png).map_err(|e| {
-        OpenAiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None, None)
-    })?;
-    encode::jpeg(&rgb, quality)
-        .map_err(|e| OpenAiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None, None))
+/// `EASEL_PUBLIC_URL` when set; else, behind a trusted proxy, what it forwarded; else the
+/// address Easel listens on. Request headers alone never decide where links point.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.config.public_url {
+        return url.clone();
+    }
+    let plain = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 255
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    };
+    if state.config.trust_proxy {
+        let proto = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .filter(|p| p == "http" || p == "https");
+        let host = headers
+            .get("x-forwarded-host")
+            .or_else(|| headers.get(header::HOST))
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or("").trim().to_string())
+            .filter(|h| plain(h));
+        if let (Some(proto), Some(host)) = (proto, host) {
+            return format!("{proto}://{host}");
+        }
+    }
+    let addr = state.config.addr;
+    if addr.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
 }
 
-/// `http://host:port` as the client reached us, for absolute image URLs.
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1:3000");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("http");
-    format!("{scheme}://{host}")
+/// Previews at evenly spaced steps, `partials` per image.
+fn partial_steps(steps: u32, partials: u32) -> Vec<u32> {
+    let steps = steps.max(1);
+    let mut wanted: Vec<u32> = (1..=partials)
+        .map(|k| (k * steps / (partials + 1)).max(1))
+        .collect();
+    wanted.dedup();
+    wanted
 }
 
 /// Streams previews and finished images as OpenAI's image streaming events.
 fn stream(
-    state: AppState,
-    request: GenerationRequest,
-    output: Output,
-    partials: u32,
-    base: String,
-    kind: &'static str,
+    answer: Answer,
+    job: std::sync::Arc<LiveJob>,
+    guard: CancelOnDrop,
+    wanted: Vec<u32>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let cancel = CancellationToken::new();
-    let guard_cancel = cancel.clone();
-    tokio::spawn(async move {
-        let created = now_secs();
-        let size = format!("{}x{}", request.width, request.height);
-        let format = if output.jpeg { "jpeg" } else { "png" };
-        // Previews at evenly spaced steps, `partials` per image.
-        let steps = request.steps.max(1);
-        let wanted: Vec<u32> = (1..=partials)
-            .map(|k| (k * steps / (partials + 1)).max(1))
-            .collect();
-        let mut sent = std::collections::HashMap::<u32, u32>::new();
-        let mut completed = Vec::new();
-        let result = paint(
-            &state.engine,
-            &request,
-            cancel.clone(),
-            |event| match event {
-                PaintEvent::Step {
-                    first,
-                    step,
-                    previews,
-                    ..
-                } if wanted.contains(&step) => {
-                    for (k, preview) in previews.iter().enumerate() {
-                        let Some(rgb) = preview else { continue };
-                        let index = first + k as u32;
-                        let count = sent.entry(index).or_default();
-                        if let Ok(png) = encode::png(rgb, None) {
-                            let data = json!({
-                                "type": format!("{kind}.partial_image"),
-                                "b64_json": base64::engine::general_purpose::STANDARD.encode(png),
-                                "partial_image_index": *count,
-                                "index": index,
-                                "created_at": created,
-                                "size": size,
-                                "quality": output.quality,
-                                "background": "opaque",
-                                "output_format": "png",
-                            });
-                            *count += 1;
-                            let _ = tx.send(
-                                Event::default()
-                                    .event(format!("{kind}.partial_image"))
-                                    .data(data.to_string()),
-                            );
+    let created = now_secs();
+    let answer = std::sync::Arc::new(answer);
+    let stopping = answer.state.shutdown.clone();
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(
+        std::collections::HashMap::<u32, u32>::new(),
+    ));
+    let owner = job.owner.clone();
+    let events = replay::follow(job.log.clone(), 0)
+        .then(move |entry| {
+            let answer = answer.clone();
+            let sent = sent.clone();
+            let wanted = wanted.clone();
+            let owner = owner.clone();
+            async move {
+                let kind = answer.kind;
+                let mut out = Vec::new();
+                match entry.event {
+                    JobEvent::Progress { first, step, previews, .. } if wanted.contains(&step) => {
+                        for (k, preview) in previews.iter().enumerate() {
+                            let Some(rgb) = preview else { continue };
+                            let index = first + k as u32;
+                            let count = {
+                                let mut sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+                                let count = sent.entry(index).or_default();
+                                *count += 1;
+                                *count - 1
+                            };
+                            if let Ok(png) = encode::png(rgb, None) {
+                                let data = json!({
+                                    "type": format!("{kind}.partial_image"),
+                                    "b64_json": base64::engine::general_purpose::STANDARD.encode(png),
+                                    "partial_image_index": count,
+                                    "index": index,
+                                    "created_at": created,
+                                    "size": answer.size,
+                                    "quality": answer.output.quality,
+                                    "background": "opaque",
+                                    "output_format": "png",
+                                });
+                                out.push(Event::default().event(format!("{kind}.partial_image")).data(data.to_string()));
+                            }
                         }
                     }
-                }
-                PaintEvent::Painted(p) => completed.push(p.clone()),
-                _ => {}
-            },
-        )
-        .await;
-        match result {
-            Ok(_) => {
-                for p in &completed {
-                    match datum(&state, &request, p, &output, &base).await {
+                    JobEvent::Image(image) => match answer.datum(&owner, &image.id, image.seed).await {
                         Ok(d) => {
                             let mut data = json!({
                                 "type": format!("{kind}.completed"),
                                 "created_at": created,
-                                "size": size,
-                                "quality": output.quality,
+                                "size": answer.size,
+                                "quality": answer.output.quality,
                                 "background": "opaque",
-                                "output_format": format,
-                                "index": p.index,
-                                "seed": p.seed,
+                                "output_format": if answer.output.jpeg { "jpeg" } else { "png" },
+                                "index": image.index,
+                                "seed": image.seed,
                                 "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}},
                             });
                             for key in ["b64_json", "url"] {
@@ -654,28 +856,37 @@ fn stream(
                                     data[key] = v.clone();
                                 }
                             }
-                            let _ = tx.send(
-                                Event::default()
-                                    .event(format!("{kind}.completed"))
-                                    .data(data.to_string()),
-                            );
+                            answer.forget_inline(&owner, std::iter::once(image.id.clone())).await;
+                            out.push(Event::default().event(format!("{kind}.completed")).data(data.to_string()));
                         }
-                        Err(e) => {
-                            let _ = tx.send(error_event(&e.message));
-                        }
+                        Err(e) => out.push(error_event(&e.message)),
+                    },
+                    JobEvent::Ended(end) if end.state != JobState::Done => {
+                        let message = end.error.map(|(_, m)| m).unwrap_or_else(|| "image generation failed".into());
+                        out.push(error_event(&message));
                     }
+                    _ => {}
+                }
+                futures_util::stream::iter(out.into_iter().map(Ok))
+            }
+        })
+        .flatten();
+    // The guard lives as long as the stream: a client that disconnects drops it, and the
+    // job is cancelled.
+    let events = futures_util::stream::unfold(
+        (Box::pin(events), guard),
+        |(mut events, mut guard)| async move {
+            match events.next().await {
+                Some(event) => Some((event, (events, guard))),
+                None => {
+                    guard.disarm();
+                    None
                 }
             }
-            Err(e) => {
-                let _ = tx.send(error_event(&e.to_string()));
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(
-        (rx, guard_cancel.drop_guard()),
-        |(mut rx, guard)| async move { rx.recv().await.map(|event| (Ok(event), (rx, guard))) },
-    );
-    Sse::new(stream)
+        },
+    )
+    .take_until(async move { stopping.cancelled().await });
+    Sse::new(events)
 }
 
 fn error_event(message: &str) -> Event {

@@ -2,18 +2,18 @@
 //! `POST /api/runs/{id}/cancel`.
 //!
 //! A subscriber gets every event from the start (or after the id it names), then the live ones,
-//! and the stream closes after the run's last event. A run no longer in memory (finished long
-//! ago, or before a restart) answers with one event saying how it ended.
+//! and the stream closes after the run's last event (or when the server shuts down). A run no
+//! longer in memory (finished long ago, or before a restart) answers with one event saying how
+//! it ended.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use serde::Deserialize;
 
@@ -21,13 +21,15 @@ use app::api::events as ev;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_id, CurrentUser};
+use super::routes::{Family, Routes};
 use super::AppState;
-use crate::chat::run::{RunEvent, RunHandle};
+use crate::replay;
+use crate::store::RunStatus;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/runs/{id}/events", get(events))
-        .route("/runs/{id}/cancel", post(cancel))
+pub fn routes() -> Routes {
+    Routes::new(Family::Api, "/api")
+        .get("/runs/{id}/events", events)
+        .post("/runs/{id}/cancel", cancel)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,29 +51,44 @@ pub(super) fn resume_point(headers: &HeaderMap, after: Option<u64>) -> u64 {
 
 pub(super) type EventStream = BoxStream<'static, Result<Event, Infallible>>;
 
+/// An SSE response that also ends when the server shuts down.
+pub(super) fn sse(state: &AppState, stream: EventStream) -> Response {
+    let stopping = state.shutdown.clone();
+    let stream: EventStream =
+        Box::pin(stream.take_until(async move { stopping.cancelled().await }));
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
 async fn events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
-) -> ApiResult<impl axum::response::IntoResponse> {
+) -> ApiResult<Response> {
     check_id("run", &id)?;
     let after = resume_point(&headers, query.after);
     let stream: EventStream = match state.runs.get(&id).filter(|r| r.user_id == user) {
-        Some(run) => live(run, after),
+        Some(run) => Box::pin(replay::follow(run.log.clone(), after).map(|e| {
+            Ok(Event::default()
+                .id(e.id.to_string())
+                .event(e.event.name)
+                .data(e.event.data.as_ref()))
+        })),
         None => {
             let record = state
                 .store
                 .get_run(&user, &id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("run"))?;
-            let (name, data) = match record.status.as_str() {
-                "finished" => (
+            let (name, data) = match record.status {
+                RunStatus::Finished => (
                     ev::RUN_FINISHED,
                     serde_json::json!({"run_id": record.id, "status": "finished"}),
                 ),
-                "cancelled" => (
+                RunStatus::Cancelled => (
                     ev::RUN_CANCELLED,
                     serde_json::json!({"run_id": record.id, "status": "cancelled"}),
                 ),
@@ -87,43 +104,7 @@ async fn events(
             Box::pin(stream::once(async move { Ok(event) }))
         }
     };
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
-}
-
-/// Replays events after `after`, then follows the run until its last event.
-pub(super) fn live(run: Arc<RunHandle>, after: u64) -> EventStream {
-    let receiver = run.subscribe();
-    Box::pin(
-        stream::unfold(
-            (run, receiver, after),
-            |(run, mut receiver, cursor)| async move {
-                loop {
-                    let (events, ended) = run.events_after(cursor);
-                    if let Some(last) = events.last() {
-                        let next = last.id;
-                        let batch: Vec<Result<Event, Infallible>> =
-                            events.iter().map(to_sse).map(Ok).collect();
-                        return Some((stream::iter(batch), (run, receiver, next)));
-                    }
-                    if ended {
-                        return None;
-                    }
-                    // Wakes on the next event; an error means the run was dropped: stop.
-                    if receiver.changed().await.is_err() {
-                        return None;
-                    }
-                }
-            },
-        )
-        .flatten(),
-    )
-}
-
-fn to_sse(e: &RunEvent) -> Event {
-    Event::default()
-        .id(e.id.to_string())
-        .event(e.name)
-        .data(e.data.as_ref())
+    Ok(sse(&state, stream))
 }
 
 async fn cancel(
@@ -149,7 +130,7 @@ async fn cancel(
             // Cancelling a run that already ended is not an error: the outcome is what was asked.
             Ok((
                 StatusCode::OK,
-                Json(serde_json::json!({"run_id": id, "status": record.status})),
+                Json(serde_json::json!({"run_id": id, "status": record.status.as_str()})),
             ))
         }
     }

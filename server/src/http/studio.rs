@@ -8,59 +8,66 @@
 //! - `POST /api/studio/images/{id}/chat` starts a conversation holding the image.
 //! - `POST /api/studio/enhance` has the configured LLM rewrite a prompt.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{KeepAlive, Sse};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::response::sse::Event;
+use axum::Json;
 use base64::Engine as _;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use app::api::events::{self as ev, ImageDone, ImageQueued};
-use app::api::{
-    EnhanceRequest, EnhanceResponse, Image, InternalTools, SentToChat, StudioJob, StudioRequest,
-    ToolCallRecord,
-};
+use app::api::events as ev;
+use app::api::{EnhanceRequest, EnhanceResponse, Image, SentToChat, StudioJob, StudioRequest};
 
 use super::conversations::image_to_api;
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_id, ApiJson, CurrentUser};
+use super::routes::{Family, Routes};
+use super::runs::sse;
 use super::AppState;
 use crate::chat::llm::{ChatMessage, LlmDelta, LlmProvider, LlmRequest};
-use crate::chat::run::RunHandle;
 use crate::imaging::diffusion::preview::PreviewRate;
-use crate::imaging::paint::{paint, progress_events, PaintEvent};
-use crate::imaging::request::{
-    self, GenerationRequest, ImageParams, Quality, SizeChoice, SizePolicy,
+use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
+use crate::imaging::EngineError;
+use crate::jobs::prepare::{prepare_edit, EditUpload};
+use crate::jobs::wire::{Translator, WireEvent};
+use crate::jobs::{CallerInfo, JobEvent, JobOrder, JobOrigin, SubmitError};
+use crate::replay;
+use crate::store::{
+    new_id, now_ms, ImageBlob, ImageSource, ImportedMessage, JobState, MessageStatus,
+    NewConversation, NewImage, Role, ToolCall,
 };
-use crate::imaging::{edit, encode, EngineError};
-use crate::store::{new_id, now_ms, ImageBlob, MessageRecord, NewConversation, NewImage};
 use crate::tools::styles;
 
 /// Uploaded source images and masks travel as base64 in the JSON body.
 const STUDIO_MAX_BYTES: usize = 40 * 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/studio/generations",
-            post(start).layer(DefaultBodyLimit::max(STUDIO_MAX_BYTES)),
-        )
-        .route("/studio/jobs/{id}/events", get(events))
-        .route("/studio/jobs/{id}/cancel", post(cancel))
-        .route("/studio/images", get(gallery))
-        .route("/studio/images/{id}/chat", post(send_to_chat))
-        .route("/studio/enhance", post(enhance))
+pub fn routes() -> Routes {
+    Routes::new(Family::Api, "/api")
+        .post_large("/studio/generations", start, STUDIO_MAX_BYTES)
+        .get("/studio/jobs/{id}/events", events)
+        .post("/studio/jobs/{id}/cancel", cancel)
+        .get("/studio/images", gallery)
+        .post("/studio/images/{id}/chat", send_to_chat)
+        .post("/studio/enhance", enhance)
 }
 
 fn bad(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::unprocessable("invalid_request", format!("{field}: {}", message.into()))
+}
+
+/// 429 with `Retry-After` when the image queue is full; other submit failures are 500s.
+pub fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::QueueFull { .. } => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string())
+                .retry_after(e.retry_after())
+        }
+        SubmitError::Store(e) => e.into(),
+    }
 }
 
 async fn start(
@@ -69,7 +76,8 @@ async fn start(
     ApiJson(body): ApiJson<StudioRequest>,
 ) -> ApiResult<(StatusCode, Json<StudioJob>)> {
     let model = state
-        .engine
+        .jobs
+        .engine()
         .model(body.model.as_deref())
         .map_err(|e| match e {
             EngineError::UnknownModel(_) => bad("model", e.to_string()),
@@ -114,160 +122,70 @@ async fn start(
                     .ok_or_else(|| ApiError::not_found("source image"))?,
             )
         }
-        (None, Some(b64)) => Some(decode_b64("source_image_b64", b64)?),
+        (None, Some(b64)) => Some(decode_b64("source_image_b64", b64.clone()).await?),
         (None, None) => None,
     };
+    let mut edit = None;
     if let Some(bytes) = source {
-        let rgb = encode::decode(&bytes).map_err(|e| bad("source image", e.to_string()))?;
-        let size = match params.size {
-            SizeChoice::Exact(w, h) => (w, h),
-            SizeChoice::Auto => edit::fit_size(rgb.dimensions(), model.presets.max_size),
+        let mask = match body.mask_b64.clone() {
+            Some(m) => Some(decode_b64("mask_b64", m).await?),
+            None => None,
         };
-        params.size = SizeChoice::Exact(size.0, size.1);
-        let mask = body
-            .mask_b64
-            .as_deref()
-            .map(|m| decode_b64("mask_b64", m))
-            .transpose()?;
-        let strength = body
-            .strength
-            .unwrap_or(if mask.is_some() { 1.0 } else { 0.6 });
-        params.edit = Some(
-            edit::edit_input(&rgb, mask.as_deref(), strength, size)
-                .map_err(|e| bad("mask", e.to_string()))?,
-        );
+        let upload = EditUpload {
+            source: bytes,
+            mask,
+            size: params.size,
+            strength: body.strength,
+        };
+        let prepared = prepare_edit(upload, &model, SizePolicy::AnyMultipleOf8)
+            .await
+            .map_err(|e| bad(e.field, e.message))?;
+        params.size = SizeChoice::Exact(prepared.width, prepared.height);
+        params.strength = Some(prepared.source.strength);
+        edit = Some(prepared.source);
     }
     let request = request::resolve(params, &model, SizePolicy::AnyMultipleOf8)
         .map_err(|e| bad(e.field, e.message))?;
 
-    let job_id = new_id();
-    let job = Arc::new(RunHandle::new(
-        job_id.clone(),
-        user.clone(),
-        String::new(),
-        String::new(),
-    ));
-    state.studio.insert(job.clone());
     // What is stored with each image: the request as sent, without the large uploads.
     let mut arguments = serde_json::to_value(&body).unwrap_or_default();
     if let Some(obj) = arguments.as_object_mut() {
         obj.remove("source_image_b64");
         obj.remove("mask_b64");
     }
-    let source_id = body.source_image_id.clone();
-    tokio::spawn(run_job(state.clone(), job, request, arguments, source_id));
-    Ok((StatusCode::ACCEPTED, Json(StudioJob { job_id })))
-}
-
-fn decode_b64(field: &str, text: &str) -> ApiResult<Vec<u8>> {
-    // Accept `data:image/png;base64,…` as the browser produces it.
-    let data = text.split_once("base64,").map(|(_, d)| d).unwrap_or(text);
-    base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
-        .map_err(|_| bad(field, "is not valid base64"))
-}
-
-async fn run_job(
-    state: AppState,
-    job: Arc<RunHandle>,
-    request: GenerationRequest,
-    arguments: serde_json::Value,
-    source_id: Option<String>,
-) {
-    let store = state.store.clone();
-    let user = job.user_id.clone();
-    let mut stored: Vec<NewImage> = Vec::new();
-    let result = paint(
-        &state.engine,
-        &request,
-        job.cancel_token(),
-        |event| match event {
-            PaintEvent::Queued { position } => job.emit(
-                ev::IMAGE_QUEUED,
-                &ImageQueued {
-                    tool_call_id: job.id.clone(),
-                    count: request.n,
-                    first_index: 0,
-                    width: request.width,
-                    height: request.height,
-                    prompt: request.prompt.clone(),
-                    queue_position: position,
-                },
-            ),
-            PaintEvent::Step {
-                first,
-                step,
-                steps,
-                previews,
-            } => {
-                for event in progress_events(0, first, step, steps, previews) {
-                    job.emit_progress(&event);
-                }
-            }
-            PaintEvent::Painted(p) => {
-                let mut meta = request.metadata(p.seed);
-                meta.tool_arguments = arguments.clone();
-                meta.source_image_id = source_id.clone();
-                stored.push(NewImage {
-                    id: new_id(),
-                    user_id: user.clone(),
-                    message_id: None,
-                    conversation_id: None,
-                    source: "studio",
-                    position: p.index,
-                    width: p.width,
-                    height: p.height,
-                    png: p.png.clone(),
-                    thumbnail: p.thumbnail.clone(),
-                    metadata: meta,
-                });
-            }
+    let order = JobOrder {
+        owner: user,
+        origin: JobOrigin::Studio,
+        request,
+        edit,
+        caller: CallerInfo {
+            arguments,
+            source_image_id: body.source_image_id.clone(),
+            shown_prompt: body.prompt.trim().to_string(),
         },
-    )
-    .await;
-    // Whatever finished is kept in the gallery, also when the job was cancelled or failed later.
-    if let Err(e) = store.insert_images(&stored).await {
-        tracing::error!("cannot store studio images: {e}");
-        job.end(
-            ev::RUN_ERROR,
-            &ev::RunError {
-                code: "storage_error".into(),
-                message: e.to_string(),
-            },
-        );
-        state.studio.retire(&job.id);
-        return;
-    }
-    for image in &stored {
-        job.emit(
-            ev::IMAGE_DONE,
-            &ImageDone {
-                index: image.position,
-                image_id: image.id.clone(),
-                url: app::api::image_url(&image.id, "png"),
-                thumbnail_url: app::api::thumbnail_url(&image.id),
-                width: image.width,
-                height: image.height,
-                seed: image.metadata.seed,
-            },
-        );
-    }
-    let ended = |status: &str| ev::RunEnded {
-        run_id: job.id.clone(),
-        status: status.into(),
+        keep_pixels: false,
+        milestones: Vec::new(),
     };
-    match result {
-        Ok(_) => job.end(ev::RUN_FINISHED, &ended("finished")),
-        Err(EngineError::Cancelled) => job.end(ev::RUN_CANCELLED, &ended("cancelled")),
-        Err(e) => job.end(
-            ev::RUN_ERROR,
-            &ev::RunError {
-                code: "image_failed".into(),
-                message: e.to_string(),
-            },
-        ),
-    }
-    state.studio.retire(&job.id);
+    let submitted = state.jobs.submit(order).await.map_err(submit_error)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(StudioJob {
+            job_id: submitted.id,
+        }),
+    ))
+}
+
+/// Base64 (or a `data:` URL, as the browser produces it) off the async threads: uploads are
+/// tens of megabytes.
+pub async fn decode_b64(field: &'static str, text: String) -> ApiResult<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        let data = text.split_once("base64,").map(|(_, d)| d).unwrap_or(&text);
+        base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|_| bad(field, "is not valid base64"))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
 }
 
 async fn events(
@@ -276,16 +194,61 @@ async fn events(
     Path(id): Path<String>,
     Query(query): Query<super::runs::EventsQuery>,
     headers: HeaderMap,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<axum::response::Response> {
     check_id("job", &id)?;
     let job = state
-        .studio
-        .get(&id)
-        .filter(|j| j.user_id == user)
+        .jobs
+        .job(&user, &id)
+        .await?
         .ok_or_else(|| ApiError::not_found("studio job"))?;
     let after = super::runs::resume_point(&headers, query.after);
-    Ok(Sse::new(super::runs::live(job, after))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let mut translator = Translator::new(&job);
+    let job_id = job.id.clone();
+    let stream = replay::follow(job.log.clone(), after).flat_map(move |entry| {
+        let id = entry.id.to_string();
+        let mut out: Vec<Event> = translator
+            .translate(&job, &entry.event)
+            .into_iter()
+            .map(|wire| wire_event(&id, wire))
+            .collect();
+        if let JobEvent::Ended(end) = &entry.event {
+            let ended = |status: &str| json!({"run_id": job_id, "status": status}).to_string();
+            out.push(match end.state {
+                JobState::Done => Event::default()
+                    .id(&id)
+                    .event(ev::RUN_FINISHED)
+                    .data(ended("finished")),
+                JobState::Cancelled => Event::default()
+                    .id(&id)
+                    .event(ev::RUN_CANCELLED)
+                    .data(ended("cancelled")),
+                _ => {
+                    let (code, message) = end.error.clone().unwrap_or_else(|| {
+                        ("image_failed".into(), "Image generation failed.".into())
+                    });
+                    Event::default()
+                        .id(&id)
+                        .event(ev::RUN_ERROR)
+                        .data(json!({"code": code, "message": message}).to_string())
+                }
+            });
+        }
+        futures_util::stream::iter(out.into_iter().map(Ok))
+    });
+    Ok(sse(&state, Box::pin(stream)))
+}
+
+fn wire_event(id: &str, wire: WireEvent) -> Event {
+    let (name, data) = match wire {
+        WireEvent::Queued(e) => (ev::IMAGE_QUEUED, serde_json::to_string(&e)),
+        WireEvent::Position(e) => (ev::IMAGE_POSITION, serde_json::to_string(&e)),
+        WireEvent::Progress(e) => (ev::IMAGE_PROGRESS, serde_json::to_string(&e)),
+        WireEvent::Done(e) => (ev::IMAGE_DONE, serde_json::to_string(&e)),
+    };
+    Event::default()
+        .id(id)
+        .event(name)
+        .data(data.unwrap_or_default())
 }
 
 async fn cancel(
@@ -294,13 +257,11 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     check_id("job", &id)?;
-    let job = state
-        .studio
-        .get(&id)
-        .filter(|j| j.user_id == user)
-        .ok_or_else(|| ApiError::not_found("studio job"))?;
-    job.cancel();
-    Ok(StatusCode::ACCEPTED)
+    if state.jobs.cancel(&user, &id).await? {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::not_found("studio job"))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -314,7 +275,10 @@ async fn gallery(
     Query(q): Query<GalleryQuery>,
 ) -> ApiResult<Json<Vec<Image>>> {
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
-    let records = state.store.images_by_source(&user, "studio", limit).await?;
+    let records = state
+        .store
+        .images_by_source(&user, ImageSource::Studio, limit)
+        .await?;
     let mut out = Vec::with_capacity(records.len());
     for r in records {
         out.push(image_to_api(&state.store, &user, r, false).await?);
@@ -345,65 +309,28 @@ async fn send_to_chat(
         .image_bytes(&user, &id, ImageBlob::Thumbnail)
         .await?
         .unwrap_or_default();
-    let prompt = record
-        .metadata
-        .tool_arguments
-        .get("prompt")
-        .and_then(|p| p.as_str())
-        .unwrap_or(&record.metadata.prompt)
-        .to_string();
+    let prompt = record.metadata.written_prompt().to_string();
     let title: String = prompt.chars().take(60).collect();
-    let conversation = state
-        .store
-        .create_conversation(NewConversation {
-            user_id: &user,
-            title: Some(&title),
-            agent_id: None,
-            agent_version_id: None,
-            model: None,
-            internal_tools: InternalTools {
-                image_creation: true,
-            },
-        })
-        .await?;
     let now = now_ms();
-    let message =
-        |role: &str, content: String, tool_calls: Vec<ToolCallRecord>, at: i64| MessageRecord {
-            id: String::new(),
-            conversation_id: conversation.id.clone(),
-            user_id: user.clone(),
-            role: role.into(),
-            content,
-            status: "complete".into(),
-            error_code: None,
-            error_message: None,
-            model: None,
-            tool_calls,
-            created_at: at,
-            updated_at: at,
-        };
-    state
-        .store
-        .import_message(
-            &conversation.id,
-            &message("user", prompt.clone(), Vec::new(), now),
-            &[],
-        )
-        .await?;
     let image_id = new_id();
-    let call = ToolCallRecord {
+    let call = ToolCall {
         id: format!("call_studio_{}", image_id.replace('-', "")),
         name: crate::tools::image_generator::NAME.into(),
         arguments: json!({"prompt": prompt}).to_string(),
         result: json!({"status": "ok", "model": record.metadata.model, "size": format!("{}x{}", record.width, record.height), "images": [{"id": image_id, "seed": record.metadata.seed}]}).to_string(),
         is_error: false,
     };
+    let text = format!(
+        "Made in Image Studio: “{prompt}” ({}×{}, seed {}).",
+        record.width, record.height, record.metadata.seed
+    );
     let copy = NewImage {
         id: image_id,
         user_id: user.clone(),
         message_id: None,
-        conversation_id: Some(conversation.id.clone()),
-        source: "chat",
+        conversation_id: None,
+        job_id: None,
+        source: ImageSource::Chat,
         position: 0,
         width: record.width as u32,
         height: record.height as u32,
@@ -411,16 +338,34 @@ async fn send_to_chat(
         thumbnail,
         metadata: record.metadata.clone(),
     };
-    let text = format!(
-        "Made in Image Studio: “{prompt}” ({}×{}, seed {}).",
-        record.width, record.height, record.metadata.seed
-    );
-    state
+    let message =
+        |role: Role, content: String, tool_calls: Vec<ToolCall>, images: Vec<NewImage>, at: i64| {
+            ImportedMessage {
+                role,
+                content,
+                status: MessageStatus::Complete,
+                error: None,
+                model: None,
+                tool_calls,
+                created_at: at,
+                images,
+            }
+        };
+    let conversation = state
         .store
-        .import_message(
-            &conversation.id,
-            &message("assistant", text, vec![call], now + 1),
-            &[copy],
+        .insert_conversation_with_history(
+            NewConversation {
+                user_id: &user,
+                title: Some(&title),
+                agent_id: None,
+                agent_version_id: None,
+                model: None,
+                image_creation: true,
+            },
+            vec![
+                message(Role::User, prompt.clone(), Vec::new(), Vec::new(), now),
+                message(Role::Assistant, text, vec![call], vec![copy], now + 1),
+            ],
         )
         .await?;
     Ok((
@@ -437,6 +382,7 @@ Answer with the improved prompt only: one paragraph, under 400 characters, no qu
 
 async fn enhance(
     State(state): State<AppState>,
+    _user: CurrentUser,
     ApiJson(body): ApiJson<EnhanceRequest>,
 ) -> ApiResult<Json<EnhanceResponse>> {
     let prompt = body.prompt.trim().to_string();

@@ -29,6 +29,73 @@ pub enum PullError {
     },
     #[error("{0}")]
     Layout(String),
+    #[error("the hub lists an unsafe file path `{path}` ({reason}); nothing was downloaded")]
+    UnsafePath { path: String, reason: &'static str },
+}
+
+/// A repository path as a relative path that stays inside the model folder, or why not. The
+/// hub's file list is data from the network: a listed `scheduler/../../../x/y.json` must not
+/// write outside the folder.
+pub fn safe_relative_path(path: &str) -> Result<PathBuf, PullError> {
+    let refuse = |reason| PullError::UnsafePath {
+        path: path.chars().take(200).collect(),
+        reason,
+    };
+    if path.is_empty() {
+        return Err(refuse("it is empty"));
+    }
+    if path.contains('\\') {
+        return Err(refuse("it contains a backslash"));
+    }
+    if path.starts_with('/') {
+        return Err(refuse("it is absolute"));
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return Err(refuse("it contains control characters"));
+    }
+    let bytes = path.as_bytes();
+    if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
+        return Err(refuse("it starts with a drive letter"));
+    }
+    let mut out = PathBuf::new();
+    for segment in path.split('/') {
+        match segment {
+            "" => return Err(refuse("it has an empty segment")),
+            "." | ".." => return Err(refuse("it contains `.` or `..`")),
+            s if s.contains(':') => return Err(refuse("a segment contains `:`")),
+            s => out.push(s),
+        }
+    }
+    Ok(out)
+}
+
+/// `dest/relative`, checked to stay inside `dest`.
+fn inside(dest: &Path, path: &str) -> Result<PathBuf, PullError> {
+    let relative = safe_relative_path(path)?;
+    let target = dest.join(&relative);
+    let stays = target.starts_with(dest)
+        && target
+            .components()
+            .all(|c| !matches!(c, std::path::Component::ParentDir));
+    if !stays {
+        return Err(PullError::UnsafePath {
+            path: path.into(),
+            reason: "it leads outside the model folder",
+        });
+    }
+    Ok(target)
+}
+
+/// A model folder's name as given on the command line or in the UI: one plain segment.
+pub fn safe_folder_name(name: &str) -> Result<&str, PullError> {
+    let name = name.trim();
+    match safe_relative_path(name) {
+        Ok(p) if p.components().count() == 1 && !name.starts_with('.') => Ok(name),
+        _ => Err(PullError::UnsafePath {
+            path: name.chars().take(200).collect(),
+            reason: "a model name must be a single folder name",
+        }),
+    }
 }
 
 /// Whether a repository file belongs to the ONNX layout Easel reads.
@@ -65,8 +132,7 @@ impl Hub {
     }
 
     pub fn new(endpoint: &str, token: Option<String>) -> Result<Hub, PullError> {
-        crate::install_tls_provider();
-        let client = reqwest::Client::builder()
+        let client = crate::net::http_client()
             .connect_timeout(Duration::from_secs(15))
             .build()
             .map_err(|e| PullError::Http(e.to_string()))?;
@@ -142,12 +208,12 @@ impl Hub {
         dest: &Path,
         quiet: bool,
     ) -> Result<Vec<PathBuf>, PullError> {
-        let files: Vec<RemoteFile> = self
-            .list(repo, revision)
-            .await?
-            .into_iter()
-            .filter(|f| wanted(&f.path))
-            .collect();
+        let listed = self.list(repo, revision).await?;
+        // Every listed path is checked before anything is written, wanted or not.
+        for file in &listed {
+            inside(dest, &file.path)?;
+        }
+        let files: Vec<RemoteFile> = listed.into_iter().filter(|f| wanted(&f.path)).collect();
         let has = |p: &str| files.iter().any(|f| f.path == p);
         for required in [
             "model_index.json",
@@ -165,7 +231,7 @@ impl Hub {
         let mut done: u64 = 0;
         let mut written = Vec::new();
         for file in &files {
-            let target = dest.join(&file.path);
+            let target = inside(dest, &file.path)?;
             if target
                 .metadata()
                 .map(|m| m.len() == file.size)
@@ -303,5 +369,35 @@ mod tests {
         assert!(!wanted("unet/diffusion_pytorch_model.safetensors"));
         assert!(!wanted("README.md"));
         assert!(!wanted("v1-5-pruned.ckpt"));
+    }
+
+    #[test]
+    fn paths_that_could_leave_the_model_folder_are_refused() {
+        for bad in [
+            "scheduler/../../../x/y.json",
+            "../model_index.json",
+            "/etc/passwd",
+            "unet\\..\\..\\x.onnx",
+            "C:/x.onnx",
+            "c:x.onnx",
+            "unet//model.onnx",
+            "unet/model.onnx/",
+            "./unet/model.onnx",
+            "unet/./model.onnx",
+            "",
+            "unet/\u{0}.onnx",
+        ] {
+            assert!(safe_relative_path(bad).is_err(), "{bad:?}");
+        }
+        let dest = Path::new("/models/sd");
+        assert_eq!(
+            inside(dest, "unet/model.onnx").unwrap(),
+            Path::new("/models/sd/unet/model.onnx")
+        );
+        assert!(inside(dest, "a/../../b").is_err());
+        assert!(safe_folder_name("sd-turbo").is_ok());
+        for bad in ["..", "a/b", "/abs", ".hidden", ""] {
+            assert!(safe_folder_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

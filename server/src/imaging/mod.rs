@@ -1,6 +1,6 @@
-//! The image engine: models on disk, a first-in-first-out job queue, and the ONNX diffusion
-//! pipeline. It knows nothing about chat; callers hand it a request and receive progress
-//! events and finished images.
+//! The image engine: models on disk and the ONNX diffusion pipeline. It knows nothing about
+//! chat, jobs or HTTP: callers (the `jobs` service) hand it a validated request and receive
+//! step progress (with preview pixels) and finished pixels, in its own types.
 //!
 //! Architecture invariant: the pixels are a pure function of (model, prompt, negative prompt,
 //! seed, size, sampler, schedule, steps, guidance). Tests rely on it.
@@ -9,37 +9,29 @@ pub mod diffusion;
 pub mod edit;
 pub mod encode;
 pub mod hub;
-pub mod paint;
 pub mod presets;
 pub mod registry;
 pub mod request;
 pub mod runtime;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use app::api::{EngineHealth, ImageModelInfo};
 use image::RgbImage;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use diffusion::pipeline::{self, FloatImage, PipelineEvent, PipelineInput, Timings};
+pub use registry::ModelInfo;
 use registry::{ModelEntry, Registry};
 use request::GenerationRequest;
 use runtime::{Runtime, RuntimeError};
 
 use crate::config::ImageSettings;
 
-/// What a job reports while it runs.
+/// What a request reports while it runs.
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
-    /// Waiting behind `position` other jobs.
-    Queued {
-        position: usize,
-    },
-    Started,
     /// A step of the images `first..first + previews.len()` finished.
     Step {
         first: u32,
@@ -64,13 +56,15 @@ impl GeneratedImage {
     }
 }
 
-/// The result of a whole job, with where its time went.
-#[derive(Debug, Clone)]
-pub struct Generation {
-    pub images: Vec<GeneratedImage>,
-    pub timings: Timings,
-    pub total_ms: f64,
-    pub queued_ms: f64,
+/// How the engine stands, for `/api/health`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineStatus {
+    /// `ready`, `no_models` or `unavailable` (ONNX Runtime could not be loaded).
+    pub status: &'static str,
+    pub execution_provider: &'static str,
+    pub models: Vec<String>,
+    pub models_loaded: Vec<String>,
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -100,10 +94,6 @@ pub struct ImageEngine {
 struct Inner {
     registry: Registry,
     runtime: Result<Arc<Runtime>, RuntimeError>,
-    /// FIFO: tokio's semaphore hands permits out in request order.
-    slots: Semaphore,
-    waiting: AtomicUsize,
-    running: AtomicUsize,
     default_model: Option<String>,
 }
 
@@ -115,7 +105,16 @@ impl ImageEngine {
         settings: &ImageSettings,
         default_model: Option<&str>,
     ) -> ImageEngine {
-        let registry = Registry::scan(models_dir);
+        Self::with_registry(Registry::scan(models_dir), settings, default_model)
+    }
+
+    /// An engine over given model folders (the command line names a folder directly).
+    pub fn with_registry(
+        registry: Registry,
+        settings: &ImageSettings,
+        default_model: Option<&str>,
+    ) -> ImageEngine {
+        let models_dir = registry.dir.clone();
         let runtime = if registry.models.is_empty() {
             // No models: don't pay for loading the runtime, but still say where it would come from.
             Err(RuntimeError::NotFound(
@@ -152,12 +151,14 @@ impl ImageEngine {
             inner: Arc::new(Inner {
                 registry,
                 runtime,
-                slots: Semaphore::new(settings.concurrency),
-                waiting: AtomicUsize::new(0),
-                running: AtomicUsize::new(0),
                 default_model,
             }),
         }
+    }
+
+    /// The loaded ONNX Runtime, or why it is not available.
+    pub fn runtime(&self) -> Result<Arc<Runtime>, RuntimeError> {
+        self.inner.runtime.clone()
     }
 
     /// True when at least one model can be used (the runtime loaded and a folder is valid).
@@ -165,7 +166,7 @@ impl ImageEngine {
         self.inner.runtime.is_ok() && self.inner.registry.usable().next().is_some()
     }
 
-    pub fn models(&self) -> Vec<ImageModelInfo> {
+    pub fn models(&self) -> Vec<ModelInfo> {
         self.inner
             .registry
             .models
@@ -210,7 +211,7 @@ impl ImageEngine {
         Ok(entry)
     }
 
-    pub fn health(&self) -> EngineHealth {
+    pub fn health(&self) -> EngineStatus {
         let (status, message) = match (&self.inner.runtime, self.inner.registry.models.is_empty()) {
             (_, true) => (
                 "no_models",
@@ -226,15 +227,14 @@ impl ImageEngine {
             ),
             (Ok(_), false) => ("ready", None),
         };
-        EngineHealth {
-            status: status.into(),
+        EngineStatus {
+            status,
             execution_provider: self
                 .inner
                 .runtime
                 .as_ref()
                 .map(|r| r.provider.name())
-                .unwrap_or("none")
-                .into(),
+                .unwrap_or("none"),
             models: self
                 .inner
                 .registry
@@ -251,8 +251,6 @@ impl ImageEngine {
                 .map(|m| m.id.clone())
                 .collect(),
             message,
-            queue_length: self.inner.waiting.load(Ordering::Relaxed)
-                + self.inner.running.load(Ordering::Relaxed),
         }
     }
 
@@ -268,36 +266,20 @@ impl ImageEngine {
         });
     }
 
-    /// Runs a request through the queue. Events arrive on `events` in order; the finished
-    /// images come back too. Cancelling `cancel` stops the work within one step.
+    /// Runs a request now, on the blocking pool. Events arrive on `events` in order (each
+    /// finished image too); cancelling `cancel` stops the work within one model evaluation.
+    /// Which request runs when is the caller's business (the jobs service's queue).
     pub async fn generate(
         &self,
         request: GenerationRequest,
         events: mpsc::UnboundedSender<EngineEvent>,
         cancel: CancellationToken,
-    ) -> Result<Generation, EngineError> {
+    ) -> Result<Timings, EngineError> {
         let entry = self.model(Some(&request.model))?;
         let runtime = self.inner.runtime.clone().map_err(EngineError::Runtime)?;
-        let enqueued = Instant::now();
-
-        let position = self.inner.waiting.fetch_add(1, Ordering::SeqCst)
-            + self.inner.running.load(Ordering::SeqCst);
-        let _ = events.send(EngineEvent::Queued { position });
-        let permit = tokio::select! {
-            permit = self.inner.slots.acquire() => permit,
-            _ = cancel.cancelled() => {
-                self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
-                return Err(EngineError::Cancelled);
-            }
-        };
-        self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
-        let _permit =
-            permit.map_err(|_| EngineError::Failed("the image queue is closed".into()))?;
-        self.inner.running.fetch_add(1, Ordering::SeqCst);
-        let _running = RunningGuard(&self.inner.running);
-        let queued_ms = enqueued.elapsed().as_secs_f64() * 1000.0;
-        let _ = events.send(EngineEvent::Started);
-
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
         // ONNX Runtime calls block: run the job on the blocking pool, and let a watcher task
         // terminate an in-flight run the moment the job is cancelled.
         let run_options = Arc::new(
@@ -311,7 +293,6 @@ impl ImageEngine {
                 let _ = options.terminate();
             })
         };
-        let started = Instant::now();
         let job_cancel = cancel.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut on_event = |event| {
@@ -324,26 +305,14 @@ impl ImageEngine {
                 &mut on_event,
                 &|| job_cancel.is_cancelled(),
                 Some(&run_options),
+                false,
             )
         })
         .await
         .map_err(|e| EngineError::Failed(format!("the image job stopped unexpectedly: {e}")));
         watcher.abort();
-        let (images, timings) = result??;
-        Ok(Generation {
-            images,
-            timings,
-            total_ms: started.elapsed().as_secs_f64() * 1000.0,
-            queued_ms,
-        })
-    }
-}
-
-struct RunningGuard<'a>(&'a AtomicUsize);
-
-impl Drop for RunningGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let (_, timings) = result??;
+        Ok(timings)
     }
 }
 
@@ -358,8 +327,9 @@ fn chunk_size(width: u32, height: u32, n: u32) -> usize {
     (MAX_BATCH_PIXELS / per_image.max(1)).clamp(1, n.max(1) as usize)
 }
 
-/// Runs a whole request on the calling thread (the queue calls it on the blocking pool; the
-/// command line calls it directly), in chunks of at most [`MAX_BATCH_PIXELS`].
+/// Runs a whole request on the calling thread (`generate` calls it on the blocking pool; engine
+/// tests call it directly), in chunks of at most [`MAX_BATCH_PIXELS`]. Finished images go to
+/// `on_event`; with `keep_images` they are also returned.
 pub fn run_job(
     entry: &ModelEntry,
     runtime: &Runtime,
@@ -367,6 +337,7 @@ pub fn run_job(
     on_event: &mut dyn FnMut(EngineEvent),
     cancelled: &dyn Fn() -> bool,
     run_options: Option<&ort::session::RunOptions>,
+    keep_images: bool,
 ) -> Result<(Vec<GeneratedImage>, Timings), EngineError> {
     let model = entry
         .load(runtime)
@@ -430,13 +401,15 @@ pub fn run_job(
         total.denoise_ms += timings.denoise_ms;
         total.vae_ms += timings.vae_ms;
         total.onnx_ms += timings.onnx_ms;
-        for (k, pixels) in chunk_images.into_iter().enumerate() {
-            let index = first + k as u32;
-            images.push(GeneratedImage {
-                index,
-                seed: request.seed_of(index),
-                pixels,
-            });
+        if keep_images {
+            for (k, pixels) in chunk_images.into_iter().enumerate() {
+                let index = first + k as u32;
+                images.push(GeneratedImage {
+                    index,
+                    seed: request.seed_of(index),
+                    pixels,
+                });
+            }
         }
     }
     Ok((images, total))
@@ -444,19 +417,40 @@ pub fn run_job(
 
 /// The text written into a PNG's `parameters` chunk (A1111's layout, which many tools read).
 pub fn parameters_text(request: &GenerationRequest, seed: u64) -> String {
-    let mut text = request.prompt.clone();
-    if !request.negative_prompt.is_empty() {
-        text.push_str(&format!("\nNegative prompt: {}", request.negative_prompt));
-    }
-    text.push_str(&format!(
-        "\nSteps: {}, Sampler: {}, Schedule type: {}, CFG scale: {}, Seed: {seed}, Size: {}x{}, Model: {}, Generator: Easel",
+    parameters_line(
+        &request.prompt,
+        &request.negative_prompt,
         request.steps,
         request.sampler.name(),
         request.schedule.name(),
         request.guidance,
+        seed,
         request.width,
         request.height,
-        request.model
+        &request.model,
+    )
+}
+
+/// A1111's parameters layout: the prompt, `Negative prompt: …`, then the settings line.
+#[allow(clippy::too_many_arguments)]
+pub fn parameters_line(
+    prompt: &str,
+    negative_prompt: &str,
+    steps: u32,
+    sampler: &str,
+    schedule: &str,
+    guidance: f32,
+    seed: u64,
+    width: u32,
+    height: u32,
+    model: &str,
+) -> String {
+    let mut text = prompt.to_string();
+    if !negative_prompt.is_empty() {
+        text.push_str(&format!("\nNegative prompt: {negative_prompt}"));
+    }
+    text.push_str(&format!(
+        "\nSteps: {steps}, Sampler: {sampler}, Schedule type: {schedule}, CFG scale: {guidance}, Seed: {seed}, Size: {width}x{height}, Model: {model}, Generator: Easel"
     ));
     text
 }

@@ -9,7 +9,15 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::diffusion::schedulers::{SamplerKind, Schedule};
-use app::api::QualitySteps;
+
+/// Steps for each quality level of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QualitySteps {
+    pub auto: u32,
+    pub low: u32,
+    pub medium: u32,
+    pub high: u32,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {

@@ -5,8 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use app::api::ImageModelInfo;
-
 use super::diffusion::onnx::{ModelError, OnnxModel};
 use super::diffusion::schedulers::{SamplerKind, SchedulerConfig};
 use super::diffusion::tokenizer::ClipTokenizer;
@@ -240,9 +238,9 @@ impl ModelEntry {
         })
     }
 
-    pub fn info(&self) -> ImageModelInfo {
+    pub fn info(&self) -> ModelInfo {
         let p = &self.presets;
-        ImageModelInfo {
+        ModelInfo {
             id: self.id.clone(),
             name: p.display_name.clone(),
             family: self.family.name().into(),
@@ -266,6 +264,25 @@ impl ModelEntry {
     }
 }
 
+/// What a model offers, as callers describe it to people (the API, the tool's schema).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub id: String,
+    pub name: String,
+    pub family: String,
+    pub default_size: String,
+    pub allowed_sizes: Vec<String>,
+    pub max_size: u32,
+    pub samplers: Vec<String>,
+    pub default_sampler: String,
+    pub default_guidance: f32,
+    pub steps: presets::QualitySteps,
+    /// Whether the model can edit images (has a VAE encoder).
+    pub edit: bool,
+    /// Set when the folder could not be loaded; the model is listed but unusable.
+    pub error: Option<String>,
+}
+
 /// All model folders, sorted by id.
 pub struct Registry {
     pub dir: PathBuf,
@@ -273,6 +290,17 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry of exactly these folders (the command line names a folder directly).
+    pub fn of_folders(dir: &Path, folders: &[PathBuf]) -> Registry {
+        Registry {
+            dir: dir.to_path_buf(),
+            models: folders
+                .iter()
+                .map(|d| Arc::new(ModelEntry::open(d)))
+                .collect(),
+        }
+    }
+
     pub fn scan(dir: &Path) -> Registry {
         let mut models = Vec::new();
         if let Ok(entries) = std::fs::read_dir(dir) {

@@ -2,8 +2,6 @@
 //! their resolution against one model into a [`GenerationRequest`] that cannot hold an invalid
 //! value: counts, sizes, steps and lengths are checked here, once, with errors naming the field.
 
-use app::api::ImageMetadata;
-
 use super::diffusion::pipeline::EditInput;
 use super::diffusion::preview::PreviewRate;
 use super::diffusion::schedulers::{SamplerKind, Schedule};
@@ -82,7 +80,9 @@ pub struct ImageParams {
     /// Unit-variance initial latents `[n, 4, h/8, w/8]`.
     pub latents: Option<Vec<f32>>,
     pub preview: PreviewRate,
-    pub edit: Option<EditInput>,
+    /// Set for edits: how much of the source may change. The source itself is prepared (and
+    /// its size fixed) before resolving, by `jobs::prepare`.
+    pub strength: Option<f32>,
 }
 
 /// A request resolved against one model: every value present and in range.
@@ -102,32 +102,15 @@ pub struct GenerationRequest {
     pub seed: u64,
     pub latents: Option<Vec<f32>>,
     pub preview: PreviewRate,
+    /// Set for edits (validated: above 0, at most 1).
+    pub strength: Option<f32>,
+    /// The edit's pixels, attached when the job runs (see `jobs::spec`).
     pub edit: Option<EditInput>,
 }
 
 impl GenerationRequest {
     pub fn seed_of(&self, index: u32) -> u64 {
         self.seed.wrapping_add(u64::from(index))
-    }
-
-    /// How the image with `seed` was made, as stored with it. Callers add what they know
-    /// beyond the engine (the tool's arguments, the edited image's id).
-    pub fn metadata(&self, seed: u64) -> ImageMetadata {
-        ImageMetadata {
-            model: self.model.clone(),
-            prompt: self.prompt.clone(),
-            negative_prompt: self.negative_prompt.clone(),
-            seed,
-            steps: self.steps,
-            sampler: self.sampler.name().into(),
-            schedule: self.schedule.name().into(),
-            guidance: self.guidance,
-            width: self.width,
-            height: self.height,
-            tool_arguments: serde_json::Value::Null,
-            source_image_id: None,
-            strength: self.edit.as_ref().map(|e| e.strength),
-        }
     }
 }
 
@@ -145,6 +128,53 @@ fn bad(field: &'static str, message: impl Into<String>) -> RequestError {
     }
 }
 
+/// Whether `w`×`h` may be made with `model`: multiples of 8 from [`MIN_SIDE`] to the model's
+/// maximum, and under [`SizePolicy::AllowedOnly`] one of its allowed sizes. Callers check this
+/// before they allocate anything for the size (an edit's resized source).
+pub fn check_size(
+    w: u32,
+    h: u32,
+    model: &ModelEntry,
+    policy: SizePolicy,
+) -> Result<(), RequestError> {
+    let p = &model.presets;
+    if policy == SizePolicy::AllowedOnly && !p.allowed_sizes.contains(&(w, h)) {
+        let allowed: Vec<String> = p.allowed_sizes.iter().map(|&s| size_text(s)).collect();
+        return Err(bad(
+            "size",
+            format!(
+                "{w}x{h} is not allowed for model {}; use auto or one of {}",
+                model.id,
+                allowed.join(", ")
+            ),
+        ));
+    }
+    if !w.is_multiple_of(8)
+        || !h.is_multiple_of(8)
+        || w < MIN_SIDE
+        || h < MIN_SIDE
+        || w > p.max_size
+        || h > p.max_size
+    {
+        return Err(bad(
+            "size",
+            format!(
+                "{w}x{h} must be multiples of 8 from {MIN_SIDE} to {} on each side",
+                p.max_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Text fields may hold any Unicode but NUL (which no file format or tokenizer keeps).
+fn check_text(field: &'static str, text: &str) -> Result<(), RequestError> {
+    if text.contains('\0') {
+        return Err(bad(field, "must not contain NUL characters"));
+    }
+    Ok(())
+}
+
 pub fn resolve(
     params: ImageParams,
     model: &ModelEntry,
@@ -159,6 +189,8 @@ pub fn resolve(
             format!("must be 1 to {MAX_PROMPT_CHARS} characters (got {chars})"),
         ));
     }
+    check_text("prompt", &prompt)?;
+    check_text("negative_prompt", &params.negative_prompt)?;
     let negative_chars = params.negative_prompt.chars().count();
     if negative_chars > MAX_PROMPT_CHARS {
         return Err(bad(
@@ -176,36 +208,7 @@ pub fn resolve(
     let (width, height) = match params.size {
         SizeChoice::Auto => p.default_size,
         SizeChoice::Exact(w, h) => {
-            match policy {
-                SizePolicy::AllowedOnly if !p.allowed_sizes.contains(&(w, h)) => {
-                    let allowed: Vec<String> =
-                        p.allowed_sizes.iter().map(|&s| size_text(s)).collect();
-                    return Err(bad(
-                        "size",
-                        format!(
-                            "{w}x{h} is not allowed for model {}; use auto or one of {}",
-                            model.id,
-                            allowed.join(", ")
-                        ),
-                    ));
-                }
-                _ => {}
-            }
-            if !w.is_multiple_of(8)
-                || !h.is_multiple_of(8)
-                || w < MIN_SIDE
-                || h < MIN_SIDE
-                || w > p.max_size
-                || h > p.max_size
-            {
-                return Err(bad(
-                    "size",
-                    format!(
-                        "{w}x{h} must be multiples of 8 from {MIN_SIDE} to {} on each side",
-                        p.max_size
-                    ),
-                ));
-            }
+            check_size(w, h, model, policy)?;
             (w, h)
         }
     };
@@ -275,7 +278,7 @@ pub fn resolve(
             ));
         }
     }
-    if let Some(edit) = &params.edit {
+    if let Some(strength) = params.strength {
         if !model.has_vae_encoder {
             return Err(bad(
                 "image",
@@ -285,10 +288,10 @@ pub fn resolve(
                 ),
             ));
         }
-        if !(0.0..=1.0).contains(&edit.strength) || edit.strength == 0.0 {
+        if !(strength > 0.0 && strength <= 1.0) {
             return Err(bad(
                 "strength",
-                format!("must be above 0 and at most 1 (got {})", edit.strength),
+                format!("must be above 0 and at most 1 (got {strength})"),
             ));
         }
     }
@@ -306,7 +309,8 @@ pub fn resolve(
         seed: params.seed.unwrap_or_else(random_seed),
         latents: params.latents,
         preview: params.preview,
-        edit: params.edit,
+        strength: params.strength,
+        edit: None,
     })
 }
 

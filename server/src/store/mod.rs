@@ -1,28 +1,40 @@
-//! All SQL lives here, one file per table family; callers get domain types, never rows.
+//! All SQL lives here, one file per table family; callers get the store's own records, never
+//! rows and never wire types.
 //!
-//! SQLite in WAL mode is the embedded default: one file, readers never block the writer, and
-//! `sqlx` keeps the door open to PostgreSQL later (same API, different pool).
+//! One code path for both databases, through sqlx's `Any` driver: SQLite (the embedded
+//! default: one file in WAL mode, readers never block the writer) and PostgreSQL (to scale
+//! out). Every statement is written in the SQL both understand, with `$1`-style parameters;
+//! the few places that differ ask [`Backend`].
+//!
+//! Transactions that read and then write start with [`Store::write`]: on SQLite that is
+//! `BEGIN IMMEDIATE`, which takes the write lock first, so two such transactions queue behind
+//! the busy timeout instead of one failing with "database is locked" when it upgrades.
 
 mod agents;
 mod conversations;
 mod images;
+mod jobs;
+mod kinds;
 mod messages;
 mod runs;
+mod sessions;
 
-pub use agents::{AgentRecord, AgentVersionRecord};
-pub use conversations::ConversationRecord;
-pub use conversations::{NewConversation, UNTITLED};
-pub use images::{ImageBlob, ImageRecord, NewImage};
-pub use messages::{MessageFinal, MessageRecord};
+pub use agents::{AgentRecord, AgentSettings, AgentVersionRecord};
+pub use conversations::{ConversationRecord, NewConversation, UNTITLED};
+pub use images::{ImageBlob, ImageMeta, ImageRecord, NewImage};
+pub use jobs::{JobInputs, JobRecord, JobTimings, NewJob, QueuedJob};
+pub use kinds::{ImageSource, JobState, MessageStatus, Role, RunStatus};
+pub use messages::{ImportedMessage, MessageEnd, MessageRecord, ToolCall, TurnStart};
 pub use runs::RunRecord;
+pub use sessions::SessionRecord;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 
-/// The single local user every row belongs to until accounts exist.
+/// The single local user every row belongs to when accounts are off.
 pub const LOCAL_USER: &str = "local";
 
 #[derive(Debug, thiserror::Error)]
@@ -38,37 +50,122 @@ pub enum StoreError {
     },
     #[error("stored JSON is invalid: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("a stored row is invalid: {0}")]
+    Corrupt(String),
+    #[error("`{0}` is not a database URL Easel can use (sqlite://PATH or postgres://…)")]
+    Url(String),
+}
+
+impl StoreError {
+    /// A unique or primary-key constraint refused the write (the caller lost a race or sent a
+    /// duplicate): a conflict, not a failure.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::Database(e)) => {
+                e.is_unique_violation()
+                    || e.message().contains("UNIQUE constraint failed")
+                    || e.code().as_deref() == Some("23505")
+            }
+            _ => false,
+        }
+    }
+
+    /// A foreign key refused the write: what it pointed at was deleted meanwhile.
+    pub fn is_foreign_key_violation(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::Database(e)) => {
+                e.is_foreign_key_violation()
+                    || e.message().contains("FOREIGN KEY constraint failed")
+                    || e.code().as_deref() == Some("23503")
+            }
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Store {
     /// Opens (creating if needed) the database and applies the embedded migrations.
     pub async fn connect(database_url: &str) -> Result<Self> {
-        ensure_parent_folder(database_url)?;
-        let options = SqliteConnectOptions::from_str(database_url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL is durable in WAL mode except for the last commits on power loss; FULL
-            // would fsync on every delta checkpoint for no gain a chat history needs.
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(Self { pool })
+        sqlx::any::install_default_drivers();
+        let backend =
+            Backend::of(database_url).ok_or_else(|| StoreError::Url(database_url.into()))?;
+        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        let url = match backend {
+            Backend::Sqlite => {
+                ensure_parent_folder(database_url)?;
+                let memory = database_url.contains(":memory:");
+                // Every connection of an in-memory pool would be a database of its own.
+                pool = pool.max_connections(if memory { 1 } else { 8 });
+                pool = pool.after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // NORMAL is durable in WAL mode except for the last commits on power
+                        // loss; FULL would fsync every checkpoint for no gain a history needs.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                });
+                with_create_mode(database_url)
+            }
+            Backend::Postgres => {
+                pool = pool.max_connections(16);
+                database_url.to_string()
+            }
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = pool.connect_with(options).await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A transaction that holds the write lock from its first statement (see the module docs).
+    pub async fn write(&self) -> Result<Transaction<'static, Any>> {
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        Ok(self.pool.begin_with(begin).await?)
     }
 
     /// A cheap round trip for `/api/health`.
@@ -77,14 +174,15 @@ impl Store {
         Ok(())
     }
 
-    /// Runs left `running` by a crash or kill: close them (and their assistant messages) as
-    /// failed, so the history says what happened instead of showing a reply that never comes.
+    /// Replies left `running` by a crash or kill: close them (and their runs) as failed, so the
+    /// history says what happened instead of showing a reply that never comes. Their images
+    /// and tool calls were committed as they finished and stay; their image jobs go on.
     pub async fn close_interrupted_runs(&self) -> Result<u64> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let closed = sqlx::query(
             "UPDATE messages SET status = 'failed', error_code = 'interrupted',
-                    error_message = 'The server stopped while this reply was being written.', updated_at = ?
+                    error_message = 'The server stopped while this reply was being written.', updated_at = $1
              WHERE status = 'running'",
         )
         .bind(now)
@@ -93,7 +191,7 @@ impl Store {
         .rows_affected();
         sqlx::query(
             "UPDATE runs SET status = 'failed', error_code = 'interrupted',
-                    error_message = 'The server stopped during this run.', finished_at = ?
+                    error_message = 'The server stopped during this run.', finished_at = $1
              WHERE status = 'running'",
         )
         .bind(now)
@@ -104,13 +202,23 @@ impl Store {
     }
 }
 
-/// `sqlite://data/easel.db` → make sure `data/` exists, so a fresh clone starts without setup.
+/// `sqlite://data/easel.db` → `sqlite://data/easel.db?mode=rwc`, so a fresh clone starts
+/// without setup (the file is created).
+fn with_create_mode(url: &str) -> String {
+    if url.contains(":memory:") || url.contains("mode=") {
+        return url.to_string();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode=rwc")
+}
+
+/// `sqlite://data/easel.db` → make sure `data/` exists.
 fn ensure_parent_folder(database_url: &str) -> Result<()> {
     let path = database_url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or(path);
-    if path.is_empty() || path == ":memory:" {
+    if path.is_empty() || path.contains(":memory:") {
         return Ok(());
     }
     if let Some(parent) = std::path::Path::new(path).parent() {
@@ -177,5 +285,16 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = new_id();
         assert!(a < b);
+    }
+
+    #[test]
+    fn sqlite_urls_create_their_file() {
+        assert_eq!(
+            with_create_mode("sqlite://data/easel.db"),
+            "sqlite://data/easel.db?mode=rwc"
+        );
+        assert_eq!(with_create_mode("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(Backend::of("postgres://x/y"), Some(Backend::Postgres));
+        assert_eq!(Backend::of("mysql://x"), None);
     }
 }

@@ -1,18 +1,15 @@
 //! The `image_generator` tool: its JSON schema (what the LLM sees), argument validation that
 //! answers mistakes with a reason the LLM can act on, and the call into the image engine.
 
-use app::api::events::ImageQueued;
-use app::api::ImageMetadata;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{styles, ToolContext, ToolImage, ToolOutcome};
-use crate::chat::llm::ToolSpec;
-use crate::imaging::diffusion::pipeline::EditInput;
-use crate::imaging::edit::source_pixels;
-use crate::imaging::paint::{paint, progress_events, PaintEvent};
+use super::{styles, ToolContext, ToolOutcome, ToolSpec};
 use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
-use crate::imaging::{encode, EngineError};
+use crate::jobs::prepare::{prepare_edit, EditUpload};
+use crate::jobs::wire::Translator;
+use crate::jobs::{CallerInfo, JobEnd, JobEvent, JobOrder, JobOrigin, SubmitError};
+use crate::store::JobState;
 
 pub const NAME: &str = "image_generator";
 
@@ -164,38 +161,22 @@ pub fn parse_arguments(arguments: &str) -> Result<ImageToolArgs, String> {
     })
 }
 
-/// Runs one call: validate, queue on the engine, relay progress, encode what comes back.
+/// Runs one call: validate, submit an image job for the reply's message, relay its events,
+/// and answer the LLM with what was made. The job stores each image on the message as it
+/// finishes; if the run is stopped, the job is cancelled with it.
 pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
     let args = match parse_arguments(arguments) {
         Ok(a) => a,
         Err(reason) => return ToolOutcome::error(reason),
     };
-    let model = match ctx.engine.model(None) {
+    let model = match ctx.jobs.engine().model(None) {
         Ok(m) => m,
         Err(e) => return ToolOutcome::error(e.to_string()),
     };
     let (engine_prompt, negative) =
         styles::apply(args.style.as_deref(), &args.prompt, &args.negative_prompt);
-
-    // Refining an earlier picture: its bytes come from this conversation's history.
-    let edit = match &args.source_image {
-        None => None,
-        Some(id) => {
-            let Some(bytes) = (ctx.find_image)(id).await else {
-                return ToolOutcome::error(format!(
-                    "source_image `{id}` is not an image of this conversation; use an id from an earlier image_generator result"
-                ));
-            };
-            match encode::decode(&bytes) {
-                Ok(rgb) => Some((rgb, args.strength.unwrap_or(0.6))),
-                Err(e) => {
-                    return ToolOutcome::error(format!("source_image `{id}` cannot be read: {e}"))
-                }
-            }
-        }
-    };
     let mut params = ImageParams {
-        prompt: engine_prompt.clone(),
+        prompt: engine_prompt,
         negative_prompt: negative,
         n: Some(args.n),
         size: args.size,
@@ -204,111 +185,145 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
         preview: ctx.preview,
         ..ImageParams::default()
     };
-    if let Some((rgb, strength)) = &edit {
-        // Edits keep the source's size unless the call asks for another allowed one.
-        let (w, h) = match args.size {
-            SizeChoice::Exact(w, h) => (w, h),
-            SizeChoice::Auto => (rgb.width() / 8 * 8, rgb.height() / 8 * 8),
+
+    // Refining an earlier picture: its bytes come from this conversation's history, prepared
+    // the same way as every other edit (size fitted to the model).
+    let mut edit = None;
+    let mut policy = SizePolicy::AllowedOnly;
+    if let Some(id) = &args.source_image {
+        let Some(bytes) = (ctx.find_image)(id).await else {
+            return ToolOutcome::error(format!(
+                "source_image `{id}` is not an image of this conversation; use an id from an earlier image_generator result"
+            ));
         };
-        params.size = SizeChoice::Exact(w, h);
-        params.edit = Some(EditInput {
-            image: source_pixels(rgb, w, h),
+        let upload = EditUpload {
+            source: bytes,
             mask: None,
-            strength: *strength,
-        });
+            size: args.size,
+            strength: args.strength,
+        };
+        policy = SizePolicy::AnyMultipleOf8;
+        match prepare_edit(upload, &model, policy).await {
+            Ok(prepared) => {
+                params.size = SizeChoice::Exact(prepared.width, prepared.height);
+                params.strength = Some(prepared.source.strength);
+                edit = Some(prepared.source);
+            }
+            Err(e) => return ToolOutcome::error(e.to_string()),
+        }
     }
-    let policy = if edit.is_some() {
-        SizePolicy::AnyMultipleOf8
-    } else {
-        SizePolicy::AllowedOnly
-    };
     let request = match request::resolve(params, &model, policy) {
         Ok(r) => r,
         Err(e) => return ToolOutcome::error(e.to_string()),
     };
+    let (width, height, steps, model_id) = (
+        request.width,
+        request.height,
+        request.steps,
+        request.model.clone(),
+    );
 
-    let tool_arguments = serde_json::from_str::<Value>(arguments).unwrap_or(Value::Null);
-    let metadata_of = |seed: u64| ImageMetadata {
-        tool_arguments: tool_arguments.clone(),
-        source_image_id: args.source_image.clone(),
-        ..request.metadata(seed)
-    };
-    let mut images: Vec<ToolImage> = Vec::new();
-    let result = paint(
-        ctx.engine,
-        &request,
-        ctx.cancel.clone(),
-        |event| match event {
-            PaintEvent::Queued { position } => ctx.sink.image_queued(ImageQueued {
-                tool_call_id: ctx.call_id.to_string(),
-                count: request.n,
-                first_index: ctx.first_index,
-                width: request.width,
-                height: request.height,
-                prompt: args.prompt.clone(),
-                queue_position: position,
-            }),
-            PaintEvent::Step {
-                first,
-                step,
-                steps,
-                previews,
-            } => {
-                for event in progress_events(ctx.first_index, first, step, steps, previews) {
-                    ctx.sink.image_progress(event);
-                }
-            }
-            PaintEvent::Painted(p) => {
-                let image = ToolImage {
-                    id: crate::store::new_id(),
-                    index: ctx.first_index + p.index,
-                    width: p.width,
-                    height: p.height,
-                    seed: p.seed,
-                    png: p.png.clone(),
-                    thumbnail: p.thumbnail.clone(),
-                    metadata: metadata_of(p.seed),
-                };
-                ctx.sink.image_ready(&image);
-                images.push(image);
-            }
+    let order = JobOrder {
+        owner: ctx.owner.to_string(),
+        origin: JobOrigin::Chat {
+            conversation_id: ctx.conversation_id.to_string(),
+            message_id: ctx.message_id.to_string(),
+            tool_call_id: ctx.call_id.to_string(),
+            first_index: ctx.first_index,
         },
-    )
-    .await;
-    let listed = |images: &[ToolImage]| {
-        images
-            .iter()
-            .map(|i| json!({"id": i.id, "seed": i.seed}))
-            .collect::<Vec<_>>()
+        request,
+        edit,
+        caller: CallerInfo {
+            arguments: serde_json::from_str::<Value>(arguments).unwrap_or(Value::Null),
+            source_image_id: args.source_image.clone(),
+            shown_prompt: args.prompt.clone(),
+        },
+        keep_pixels: false,
+        milestones: Vec::new(),
     };
-    match result {
-        Ok(_) => {
+    let submitted = match ctx.jobs.submit(order).await {
+        Ok(s) => s,
+        Err(e @ SubmitError::QueueFull { .. }) => return ToolOutcome::error(e.to_string()),
+        Err(e) => return ToolOutcome::error(format!("the image job could not be queued: {e}")),
+    };
+    let job = match ctx.jobs.job(ctx.owner, &submitted.id).await {
+        Ok(Some(job)) => job,
+        _ => return ToolOutcome::error("the image job disappeared before it started"),
+    };
+
+    // Relay the job's events until it ends; a stopped run cancels the job (and keeps relaying
+    // until the job says how it ended, so images finished meanwhile are still announced).
+    let mut translator = Translator::new(&job);
+    let mut images: Vec<Value> = Vec::new();
+    let mut cursor = 0;
+    let mut cancel_sent = false;
+    let end = loop {
+        let next = tokio::select! {
+            next = job.log.next_after(cursor) => Some(next),
+            _ = ctx.cancel.cancelled(), if !cancel_sent => None,
+        };
+        let Some((events, ended)) = next else {
+            cancel_sent = true;
+            let _ = ctx.jobs.cancel(ctx.owner, &job.id).await;
+            continue;
+        };
+        let mut end = None;
+        for entry in events {
+            cursor = entry.id;
+            if let JobEvent::Image(image) = &entry.event {
+                images.push(json!({"id": image.id, "seed": image.seed}));
+            }
+            for wire in translator.translate(&job, &entry.event) {
+                ctx.sink.image_event(wire);
+            }
+            if let JobEvent::Ended(e) = entry.event {
+                end = Some(e);
+            }
+        }
+        if let Some(end) = end {
+            break end;
+        }
+        if ended {
+            break JobEnd {
+                state: JobState::Cancelled,
+                error: Some(("stopped".into(), "The server is shutting down.".into())),
+                timings: None,
+            };
+        }
+    };
+    let count = images.len() as u32;
+    match end.state {
+        JobState::Done => {
             let result = json!({
                 "status": "ok",
-                "model": request.model,
+                "model": model_id,
                 "prompt": args.prompt,
-                "size": format!("{}x{}", request.width, request.height),
-                "steps": request.steps,
+                "size": format!("{width}x{height}"),
+                "steps": steps,
                 "style": args.style,
-                "images": listed(&images),
+                "images": images,
                 "note": "The images are already shown to the user. Do not repeat ids or links. To change one, call image_generator again with source_image set to its id (or reuse its seed)."
             });
             ToolOutcome {
                 result: result.to_string(),
                 is_error: false,
-                images,
+                images: count,
                 cancelled: false,
             }
         }
-        Err(EngineError::Cancelled) => ToolOutcome {
-            result: json!({"status": "cancelled", "images": listed(&images)}).to_string(),
+        JobState::Cancelled => ToolOutcome {
+            result: json!({"status": "cancelled", "images": images}).to_string(),
             is_error: true,
-            images,
+            images: count,
             cancelled: true,
         },
-        Err(e) => ToolOutcome {
-            images,
-            ..ToolOutcome::error(e.to_string())
+        _ => ToolOutcome {
+            images: count,
+            ..ToolOutcome::error(
+                end.error
+                    .map(|(_, message)| message)
+                    .unwrap_or_else(|| "image generation failed".into()),
+            )
         },
     }
 }

@@ -1,32 +1,44 @@
 //! Easel's internal tools: what the LLM may call, each switched on per conversation (and per
 //! agent) through `internal_tools`. The first and, for now, only one is `image_generator`.
 //!
-//! A tool answers the LLM with short text (JSON) and never with pixels; images travel beside the
-//! answer to the orchestrator, which stores them with the message.
+//! A tool answers the LLM with short text (JSON) and never with pixels. `image_generator`
+//! submits an image job; the job stores each image on the reply's message as it finishes, and
+//! the tool relays the job's events into the run.
+//!
+//! The tools know nothing of chat: the orchestrator (`chat`) imports [`ToolSpec`] and calls
+//! [`call`] with a [`ToolContext`] describing the run.
 
 pub mod image_generator;
 pub mod styles;
 
-use app::api::events::{ImageProgress, ImageQueued};
-use app::api::{ImageMetadata, InternalTools};
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::llm::ToolSpec;
 use crate::imaging::diffusion::preview::PreviewRate;
 use crate::imaging::ImageEngine;
+use crate::jobs::wire::WireEvent;
+use crate::jobs::JobService;
 
-/// Where a running tool reports progress (the run's event log, in practice).
+/// A function the model may call: name, description and JSON-Schema parameters.
+#[derive(Debug, Clone)]
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: String,
+    pub parameters: serde_json::Value,
+}
+
+/// Where a running tool reports image progress (the run's event log, in practice).
 pub trait ToolSink: Send + Sync {
-    fn image_queued(&self, event: ImageQueued);
-    fn image_progress(&self, event: ImageProgress);
-    /// A finished, encoded image; called as soon as each image is ready.
-    fn image_ready(&self, image: &ToolImage);
+    fn image_event(&self, event: WireEvent);
 }
 
 /// What a tool call needs from the run that makes it.
 pub struct ToolContext<'a> {
-    pub engine: &'a ImageEngine,
+    pub jobs: &'a JobService,
+    /// Who the images are for, and the reply (message) they belong to.
+    pub owner: &'a str,
+    pub conversation_id: &'a str,
+    pub message_id: &'a str,
     pub cancel: CancellationToken,
     pub sink: &'a dyn ToolSink,
     pub call_id: &'a str,
@@ -37,25 +49,13 @@ pub struct ToolContext<'a> {
     pub find_image: &'a (dyn Fn(&str) -> BoxFuture<'static, Option<Vec<u8>>> + Send + Sync),
 }
 
-/// A generated image, encoded and described, ready to be stored with its message.
-#[derive(Debug, Clone)]
-pub struct ToolImage {
-    pub id: String,
-    pub index: u32,
-    pub width: u32,
-    pub height: u32,
-    pub seed: u64,
-    pub png: Vec<u8>,
-    pub thumbnail: Vec<u8>,
-    pub metadata: ImageMetadata,
-}
-
 /// A tool's answer: `result` is the text the LLM sees.
 #[derive(Debug, Clone)]
 pub struct ToolOutcome {
     pub result: String,
     pub is_error: bool,
-    pub images: Vec<ToolImage>,
+    /// Images the call stored on the message (they count for the next call's indexes).
+    pub images: u32,
     pub cancelled: bool,
 }
 
@@ -71,7 +71,7 @@ impl ToolOutcome {
         ToolOutcome {
             result: result.to_string(),
             is_error: true,
-            images: Vec::new(),
+            images: 0,
             cancelled: false,
         }
     }
@@ -86,9 +86,9 @@ impl ToolOutcome {
 }
 
 /// The tools offered to the LLM for a conversation's toggles; empty means "send no tools".
-pub fn offered(toggles: InternalTools, engine: &ImageEngine) -> Vec<ToolSpec> {
+pub fn offered(image_creation: bool, engine: &ImageEngine) -> Vec<ToolSpec> {
     let mut tools = Vec::new();
-    if toggles.image_creation {
+    if image_creation {
         if let Ok(model) = engine.model(None) {
             let info = model.info();
             tools.push(image_generator::spec(&info.allowed_sizes, info.edit));

@@ -73,6 +73,7 @@ pub fn image_settings() -> ImageSettings {
         ort_dylib_path: Some(ort_library()),
         execution_provider: "cpu".into(),
         threads: 1,
+        queue_max: easel::config::DEFAULT_IMAGE_QUEUE_MAX,
     }
 }
 
@@ -146,11 +147,10 @@ impl Setup {
     }
 }
 
-async fn start_with(config: Config, dir: tempfile::TempDir) -> TestServer {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
+pub async fn start_with(mut config: Config, dir: tempfile::TempDir) -> TestServer {
+    config.addr = "127.0.0.1:0".parse().expect("addr");
+    let listener = easel::bind(&mut config).await.expect("bind");
+    let addr = config.addr;
     let state = easel::build_state(config).await.expect("server state");
     let router = easel::http::router(state.clone());
     let task = tokio::spawn(async move {

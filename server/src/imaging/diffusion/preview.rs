@@ -63,6 +63,14 @@ impl PreviewRate {
         }
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            PreviewRate::Faster => "faster",
+            PreviewRate::Normal => "normal",
+            PreviewRate::None => "none",
+        }
+    }
+
     /// Whether step `step` (1-based) of `steps` gets a preview. The last step never does: the
     /// finished image follows immediately.
     pub fn wants(self, step: u32, steps: u32) -> bool {
