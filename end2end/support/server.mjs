@@ -138,6 +138,9 @@ export async function startEasel({ mode = 'scripted', llm = null, env = {}, time
       DATABASE_URL: `sqlite://${path.join(dataDir, 'easel.db')}`,
       EASEL_MODELS_DIR: modelsDir,
       EASEL_IMAGE_MODEL: 'tiny-sd',
+      // The perf measurement paints 100 images with ten calls in one answer (the default
+      // allows four per answer; the cap itself is covered by the server's tests).
+      EASEL_MAX_TOOL_CALLS: '10',
       ...(process.env.E2E_SITE_ROOT ? { LEPTOS_SITE_ROOT: siteRoot } : {}),
       ORT_DYLIB_PATH: process.env.ORT_DYLIB_PATH || DEFAULT_ORT,
       ...(mode === 'scripted'

@@ -65,6 +65,9 @@ pub struct ImageSettings {
     pub threads: usize,
     /// The image queue's capacity in images, queued and running (`EASEL_IMAGE_QUEUE_MAX`).
     pub queue_max: u32,
+    /// Whether this process paints (`EASEL_IMAGE_WORKERS`, 1 by default; 0 makes a web node
+    /// that leaves the queue to image workers elsewhere).
+    pub workers: usize,
 }
 
 pub const DEFAULT_IMAGE_QUEUE_MAX: u32 = 100;
@@ -134,6 +137,7 @@ struct FileImages {
     threads: Option<usize>,
     default_model: Option<String>,
     queue_max: Option<u32>,
+    workers: Option<usize>,
 }
 
 /// A source of variables; the process environment in production, a map in tests.
@@ -346,6 +350,19 @@ impl Config {
                 "use at least 10 (the default is 100)",
             ));
         }
+        let workers = match env.var("EASEL_IMAGE_WORKERS") {
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n <= 1 => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        "EASEL_IMAGE_WORKERS",
+                        format!("`{v}` is not 0 or 1"),
+                        "use 1 (this process paints) or 0 (a web node only; set EASEL_IMAGE_CONCURRENCY for more jobs at once)",
+                    ))
+                }
+            },
+            None => file.images.workers.unwrap_or(1).min(1),
+        };
         let llm_idle_timeout = match env.var("EASEL_LLM_IDLE_TIMEOUT") {
             Some(v) => parse_positive("EASEL_LLM_IDLE_TIMEOUT", &v, 86_400)? as u64,
             None => file
@@ -406,6 +423,7 @@ impl Config {
                 execution_provider,
                 threads,
                 queue_max,
+                workers,
             },
             image_model: env.var("EASEL_IMAGE_MODEL").or(file.images.default_model),
             site_root,

@@ -75,7 +75,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         JobSettings {
             concurrency: config.images.concurrency,
             queue_max_images: config.images.queue_max,
-            run_jobs: true,
+            run_jobs: config.images.workers > 0,
         },
     )
     .await?;

@@ -178,10 +178,13 @@ fn test() -> Result {
             .args(["test", "--workspace", "--exclude", "frontend"])
             .env("ORT_DYLIB_PATH", &ort),
     )?;
-    let binary = build(&Options {
-        release: false,
-        features: Vec::new(),
-        passthrough: Vec::new(),
-    })?;
+    // The browser tests need the site and the server binary. `cargo test` above already built
+    // the binary (integration tests run it), with the same features as every dependency it
+    // compiled; `cargo build -p server` would unify features differently and compile many
+    // dependencies a second time.
+    site::build(&root, false)?;
+    let binary = root
+        .join("target/debug")
+        .join(format!("easel{}", std::env::consts::EXE_SUFFIX));
     site::end2end(&root, &binary, &ort)
 }

@@ -319,6 +319,17 @@ fn Studio() -> impl IntoView {
                                         );
                                     }
                                 }
+                                ev::IMAGE_POSITION => {
+                                    if let Ok(p) =
+                                        serde_json::from_value::<ev::ImagePosition>(value)
+                                    {
+                                        status.set(Some(if p.queue_position > 0 {
+                                            format!("Waiting ({} ahead)…", p.queue_position)
+                                        } else {
+                                            "Painting…".into()
+                                        }));
+                                    }
+                                }
                                 ev::IMAGE_PROGRESS => {
                                     if let Ok(p) =
                                         serde_json::from_value::<ev::ImageProgress>(value)

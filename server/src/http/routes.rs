@@ -10,11 +10,14 @@
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
-use axum::http::{header, Method, StatusCode};
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
+use futures_util::StreamExt;
 
 use super::error::ApiError;
 use super::AppState;
@@ -132,14 +135,30 @@ struct BodyPolicy {
     family: Family,
 }
 
+/// A body declared over the limit is read and thrown away up to this much before the 413 is
+/// sent, so the client (still sending) reads the answer instead of a reset connection.
+/// Anything larger is answered at once and the connection closed.
+const DRAIN_AT_MOST: u64 = 64 * 1024 * 1024;
+/// Draining stops when the client pauses this long.
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
+
 async fn limit_body(State(policy): State<BodyPolicy>, request: Request, next: Next) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > policy.limit as u64) {
-        return too_large(policy.family, policy.limit);
+    if let Some(length) = declared.filter(|len| *len > policy.limit as u64) {
+        if length <= DRAIN_AT_MOST {
+            // Nothing is kept: chunks are read and dropped.
+            let mut body = request.into_body().into_data_stream();
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(DRAIN_IDLE, body.next()).await {}
+        }
+        let mut response = too_large(policy.family, policy.limit);
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
     }
     let (parts, body) = request.into_parts();
     let limited = Body::new(http_body_util::Limited::new(body, policy.limit));

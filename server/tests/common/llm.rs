@@ -33,6 +33,8 @@ pub enum Reply {
     Malformed,
     /// Streams text slowly (one piece every `delay_ms`) — for cancellation tests.
     Slow(Vec<&'static str>, u64),
+    /// Answers 200 with a stream that never sends anything (a hung upstream).
+    Silent,
 }
 
 #[derive(Default)]
@@ -165,6 +167,10 @@ async fn completions(State(shared): State<Arc<Shared>>, Json(body): Json<Value>)
         }
         Reply::EndsEarly(pieces) => sse(pieces.iter().map(|p| Ok(chunk(json!({"content": p}), None))).collect()),
         Reply::Malformed => sse(vec![Ok(chunk(json!({"content": "ok "}), None)), Ok(Bytes::from_static(b"data: {this is not json\n\n"))]),
+        Reply::Silent => {
+            let stream = futures_util::stream::pending::<Result<Bytes, Infallible>>();
+            Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap()
+        }
         Reply::Slow(pieces, delay_ms) => {
             let shared = shared.clone();
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);

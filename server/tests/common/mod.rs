@@ -16,7 +16,8 @@ use serde_json::Value;
 
 #[allow(unused_imports)]
 pub use llm::{Reply, ScriptedLlm};
-pub use sse::{read_events, SseEvent};
+#[allow(unused_imports)]
+pub use sse::{read_events, read_events_until, SseEvent};
 
 /// A running Easel with its own database and temp folder.
 pub struct TestServer {
@@ -74,6 +75,7 @@ pub fn image_settings() -> ImageSettings {
         execution_provider: "cpu".into(),
         threads: 1,
         queue_max: easel::config::DEFAULT_IMAGE_QUEUE_MAX,
+        workers: 1,
     }
 }
 
@@ -83,6 +85,10 @@ pub struct Setup {
     pub models: Option<PathBuf>,
     pub image_model: Option<String>,
     pub database: Option<PathBuf>,
+    /// The image queue's capacity in images (default 100).
+    pub queue_max: Option<u32>,
+    /// Whether this server paints (false: its jobs wait in the queue).
+    pub paints: bool,
 }
 
 impl Default for Setup {
@@ -92,6 +98,8 @@ impl Default for Setup {
             models: None,
             image_model: Some("tiny-sd".into()),
             database: None,
+            queue_max: None,
+            paints: true,
         }
     }
 }
@@ -142,6 +150,12 @@ impl Setup {
             config.images = image_settings();
         }
         config.image_model = self.image_model.clone();
+        if let Some(max) = self.queue_max {
+            config.images.queue_max = max;
+        }
+        if !self.paints {
+            config.images.workers = 0;
+        }
         config.site_root = dir.path().join("site");
         start_with(config, dir).await
     }

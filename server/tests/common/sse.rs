@@ -37,6 +37,34 @@ pub async fn read_events(
     events
 }
 
+/// Reads the stream at `url` until `stop` holds for an event (included), then lets go.
+pub async fn read_events_until(
+    client: &reqwest::Client,
+    url: &str,
+    stop: impl Fn(&SseEvent) -> bool,
+) -> Vec<SseEvent> {
+    let response = client.get(url).send().await.expect("events request");
+    assert_eq!(response.status().as_u16(), 200, "events of {url}");
+    let mut body = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else { break };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if let Some(event) = parse_block(&block) {
+                let done = stop(&event);
+                events.push(event);
+                if done {
+                    return events;
+                }
+            }
+        }
+    }
+    events
+}
+
 fn parse_block(block: &str) -> Option<SseEvent> {
     let (mut id, mut event, mut data) = (None, String::from("message"), String::new());
     for line in block.lines() {

@@ -484,6 +484,13 @@ fn apply_event(name: &str, data: &str, target: Shown, toasts: ToastList) {
                 });
             }
         }
+        ev::IMAGE_POSITION => {
+            if let Ok(p) = serde_json::from_value::<ev::ImagePosition>(value) {
+                target
+                    .queue_position
+                    .set((p.queue_position > 0).then_some(p.queue_position));
+            }
+        }
         ev::IMAGE_PROGRESS => {
             if let Ok(p) = serde_json::from_value::<ev::ImageProgress>(value) {
                 target.queue_position.set(None);
