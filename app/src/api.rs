@@ -86,6 +86,13 @@ pub struct Message {
     #[serde(default)]
     pub tool_calls: Vec<ToolCallRecord>,
     pub created_at: String,
+    /// Credits the reply's images cost (0 with credits off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub credits: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// A tool call the assistant made, with the short text result the LLM saw.
@@ -278,11 +285,24 @@ pub struct AgentInput {
     pub model: Option<String>,
     #[serde(default)]
     pub meta: AgentMeta,
+    /// Share with everyone (others may use it, not edit it); unchanged when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Agent {
     pub id: String,
+    /// Shared with everyone (others may use it, not edit it).
+    #[serde(default)]
+    pub shared: bool,
+    /// Whether the one asking owns it (may edit it and see its versions).
+    #[serde(default = "yes")]
+    pub owned: bool,
     pub name: String,
     pub description: String,
     pub instructions: String,
@@ -542,4 +562,126 @@ pub struct EnhanceResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SentToChat {
     pub conversation_id: String,
+}
+
+// ----- accounts -----
+
+/// `GET /api/auth/status`: what the page must show before anything else.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AuthStatus {
+    /// `accounts` or `none`.
+    pub mode: String,
+    /// Accounts mode before the admin account exists: only "Create the admin account".
+    #[serde(default)]
+    pub setup_needed: bool,
+    /// Without accounts: the server's API key is required.
+    #[serde(default)]
+    pub key_required: bool,
+    pub signed_in: bool,
+    /// `closed`, `open` or `approval` (whether the sign-in page offers sign-up).
+    #[serde(default)]
+    pub registration: String,
+}
+
+/// `POST /api/auth/setup` and `/signup`, and an admin's `POST /api/admin/users` (with `role`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AccountForm {
+    #[serde(default)]
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// `POST /api/auth/login`: an email and a password, or (without accounts) the server's key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoginForm {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CreditsInfo {
+    pub balance: i64,
+    pub enabled: bool,
+    #[serde(default)]
+    pub allowance: i64,
+    /// RFC 3339: when the allowance refills next (credits on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refills_at: Option<String>,
+}
+
+/// `GET /api/me`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Me {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: String,
+    /// `admin` or `user`.
+    pub role: String,
+    pub credits: CreditsInfo,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PasswordChange {
+    pub current: String,
+    pub new: String,
+}
+
+/// `GET /api/keys`: a key as lists show it (never the key itself).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NewApiKey {
+    pub name: String,
+    /// RFC 3339 (or a date, `2027-01-31`), optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// `POST /api/keys` → 201: the only time `key` is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CreatedApiKey {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub key: String,
+}
+
+/// An account as admins see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AdminUser {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: String,
+    pub role: String,
+    pub disabled: bool,
+    pub pending: bool,
+    pub credits: i64,
+    /// The user's own allowance (`None`: the default).
+    pub allowance: Option<i64>,
+    pub created_at: String,
+}
+
+/// `POST /api/studio/quote`: what a Studio request would cost, before it is made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CreditQuote {
+    pub cost: i64,
+    pub balance: i64,
+    pub enabled: bool,
+    /// Whether the balance covers the cost (always with credits off).
+    pub enough: bool,
 }

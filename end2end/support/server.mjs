@@ -141,6 +141,8 @@ export async function startEasel({ mode = 'scripted', llm = null, env = {}, time
       // The perf measurement paints 100 images with ten calls in one answer (the default
       // allows four per answer; the cap itself is covered by the server's tests).
       EASEL_MAX_TOOL_CALLS: '10',
+      // One local user unless a test module asks for accounts (`export const server = ...`).
+      EASEL_AUTH: 'none',
       ...(process.env.E2E_SITE_ROOT ? { LEPTOS_SITE_ROOT: siteRoot } : {}),
       ORT_DYLIB_PATH: process.env.ORT_DYLIB_PATH || DEFAULT_ORT,
       ...(mode === 'scripted'

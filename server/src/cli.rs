@@ -286,6 +286,7 @@ async fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
             queue_max_images: request::MAX_IMAGES,
             run_jobs: true,
         },
+        None,
     )
     .await
     .map_err(|e| e.to_string())?;

@@ -40,6 +40,18 @@ pub struct Config {
     pub llm_idle_timeout: Duration,
     /// Tool calls run per LLM round (`EASEL_MAX_TOOL_CALLS`); the rest get an error.
     pub max_tool_calls: usize,
+    /// `accounts` (sign-in, the default) or `none` (one local user, loopback only): `EASEL_AUTH`.
+    pub auth: AuthSetting,
+    /// The admin account to create at start-up when none exists (`EASEL_ADMIN_EMAIL`,
+    /// `EASEL_ADMIN_PASSWORD`), for headless installs.
+    pub admin: Option<(String, String)>,
+}
+
+/// How people prove who they are (see `auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthSetting {
+    Accounts,
+    None,
 }
 
 /// One OpenAI-compatible endpoint: OpenAI itself, Ollama, vLLM, llama.cpp, GPUStack, LM Studio…
@@ -110,6 +122,7 @@ struct FileConfig {
     cors_origins: Vec<String>,
     llm_idle_timeout: Option<u64>,
     max_tool_calls: Option<usize>,
+    auth: Option<String>,
     #[serde(default)]
     providers: Vec<FileProvider>,
     #[serde(default)]
@@ -405,6 +418,42 @@ impl Config {
             None => file.trust_proxy.unwrap_or(false),
         };
 
+        let auth = match env
+            .var("EASEL_AUTH")
+            .or(file.auth)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("accounts") => AuthSetting::Accounts,
+            Some("none") => AuthSetting::None,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "EASEL_AUTH",
+                    format!("`{other}` is not accounts or none"),
+                    "use accounts (sign-in) or none (one local user, loopback only)",
+                ))
+            }
+        };
+        if auth == AuthSetting::None && !addr.ip().is_loopback() {
+            return Err(ConfigError::new(
+                "EASEL_AUTH",
+                format!("`none` lets anyone who reaches {addr} act as the local user without signing in"),
+                "listen on a loopback address only (EASEL_ADDR=127.0.0.1:PORT), or use EASEL_AUTH=accounts",
+            ));
+        }
+        let admin = match (
+            env.var("EASEL_ADMIN_EMAIL"),
+            env.var("EASEL_ADMIN_PASSWORD"),
+        ) {
+            (Some(email), Some(password)) => Some((email, password)),
+            (None, None) => None,
+            _ => return Err(ConfigError::new(
+                "EASEL_ADMIN_EMAIL",
+                "EASEL_ADMIN_EMAIL and EASEL_ADMIN_PASSWORD go together",
+                "set both (the admin account is created at start-up when none exists), or neither",
+            )),
+        };
+
         let site_root = env
             .var("LEPTOS_SITE_ROOT")
             .map(PathBuf::from)
@@ -434,6 +483,8 @@ impl Config {
             cors_origins,
             llm_idle_timeout: Duration::from_secs(llm_idle_timeout),
             max_tool_calls,
+            auth,
+            admin,
         })
     }
 }
@@ -561,6 +612,22 @@ mod tests {
         assert_eq!(c.max_tool_calls, 4);
         assert!(!c.trust_proxy);
         assert!(c.cors_origins.is_empty());
+        assert_eq!(c.auth, AuthSetting::Accounts, "accounts are the default");
+    }
+
+    #[test]
+    fn no_sign_in_is_refused_unless_easel_listens_on_loopback_only() {
+        let c = Config::load(&env(&[("EASEL_AUTH", "none")])).unwrap();
+        assert_eq!(c.auth, AuthSetting::None);
+        let err = Config::load(&env(&[
+            ("EASEL_AUTH", "none"),
+            ("EASEL_ADDR", "0.0.0.0:3000"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.setting, "EASEL_AUTH");
+        assert!(err.fix.contains("127.0.0.1"), "{err}");
+        let err = Config::load(&env(&[("EASEL_ADMIN_EMAIL", "a@b.c")])).unwrap_err();
+        assert_eq!(err.setting, "EASEL_ADMIN_EMAIL");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use leptos::config::LeptosOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use auth::Auth;
+use auth::{Auth, AuthMode};
 use chat::run::RunRegistry;
 use chat::Providers;
 use config::Config;
@@ -48,6 +48,8 @@ pub enum StartError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("cannot create the admin account: {0}")]
+    Admin(String),
 }
 
 /// How long shutdown may take before the process exits regardless of clients.
@@ -69,6 +71,20 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         &config.images,
         config.image_model.as_deref(),
     );
+    let auth = Auth::new(
+        store.clone(),
+        match config.auth {
+            config::AuthSetting::Accounts => AuthMode::Accounts,
+            config::AuthSetting::None => AuthMode::None,
+        },
+        config.api_key.clone(),
+        config.public_url.as_deref(),
+    );
+    if let Some((email, password)) = &config.admin {
+        auth.ensure_admin(email, password)
+            .await
+            .map_err(StartError::Admin)?;
+    }
     let jobs = JobService::start(
         store.clone(),
         engine,
@@ -77,6 +93,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             queue_max_images: config.images.queue_max,
             run_jobs: config.images.workers > 0,
         },
+        Some(auth.clone()),
     )
     .await?;
     let providers = Providers::from_config(&config);
@@ -91,11 +108,6 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         .site_pkg_dir("pkg")
         .site_addr(config.addr)
         .build();
-    let auth = Auth::new(
-        store.clone(),
-        config.api_key.clone(),
-        config.public_url.as_deref(),
-    );
     Ok(AppState {
         config: Arc::new(config),
         store,
@@ -144,7 +156,9 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
     warm_up(&state);
     tracing::info!("Easel is listening on http://{addr}");
     let stopping = state.shutdown.clone();
-    let server = axum::serve(listener, http::router(state.clone()))
+    // The peer's address is kept for rate limits (see `http::extract::ClientAddress`).
+    let service = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service)
         .with_graceful_shutdown(async move { stopping.cancelled().await });
     let signal_state = state.clone();
     tokio::spawn(async move {

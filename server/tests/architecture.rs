@@ -23,7 +23,7 @@ const RULES: &[(&str, &[&str])] = &[
             "chat", "http", "tools", "jobs", "imaging", "auth", "app::api", "axum",
         ],
     ),
-    ("jobs", &["chat", "http", "tools", "auth", "axum"]),
+    ("jobs", &["chat", "http", "tools", "axum"]),
     ("tools", &["chat", "http", "auth", "axum"]),
     ("chat", &["http", "axum"]),
     (

@@ -46,7 +46,11 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn client() -> reqwest::Client {
     easel::net::install_tls_provider();
-    reqwest::Client::new()
+    // A stuck stream fails the test instead of hanging it.
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
 }
 
 fn free_port() -> u16 {
@@ -80,6 +84,7 @@ impl Easel {
             .env("EASEL_MODELS_DIR", models)
             .env("EASEL_EXECUTION_PROVIDER", "cpu")
             .env("EASEL_ORT_THREADS", "1")
+            .env("EASEL_AUTH", "none")
             .env("ORT_DYLIB_PATH", common::ort_library())
             .env("LEPTOS_SITE_ROOT", dir.join("site"))
             .env("RUST_LOG", "warn")

@@ -216,6 +216,7 @@ async fn links_come_from_the_configuration_not_from_request_headers() {
     // With a public URL configured, links use it.
     let dir = tempfile::tempdir().unwrap();
     let mut env = std::collections::HashMap::new();
+    env.insert("EASEL_AUTH".to_string(), "none".to_string());
     env.insert(
         "DATABASE_URL".to_string(),
         format!("sqlite://{}", dir.path().join("p.db").display()),

@@ -148,6 +148,7 @@ async fn errors_use_openai_error_bodies_with_the_parameter() {
 async fn an_api_key_protects_v1_and_api_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = std::collections::HashMap::new();
+    env.insert("EASEL_AUTH".to_string(), "none".to_string());
     env.insert(
         "DATABASE_URL".to_string(),
         format!("sqlite://{}", dir.path().join("e.db").display()),

@@ -159,6 +159,7 @@ fn AgentEditor(id: String) -> impl IntoView {
                         image_creation: image_creation.get_untracked(),
                     },
                 },
+                shared: None,
             };
             if input.name.trim().is_empty() {
                 toasts.error("Give the agent a name.");

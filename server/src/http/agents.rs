@@ -32,9 +32,11 @@ fn meta(settings: &AgentSettings) -> AgentMeta {
     }
 }
 
-fn to_api(a: AgentRecord) -> Agent {
+fn to_api(a: AgentRecord, user: &str) -> Agent {
     Agent {
         meta: meta(&a.settings),
+        shared: a.shared,
+        owned: a.user_id == user,
         id: a.id,
         name: a.settings.name,
         description: a.settings.description,
@@ -48,7 +50,7 @@ fn to_api(a: AgentRecord) -> Agent {
 }
 
 /// Checks an agent's settings as sent and returns them as the store keeps them.
-fn validate(state: &AppState, mut input: AgentInput) -> ApiResult<AgentSettings> {
+fn validate(state: &AppState, mut input: AgentInput) -> ApiResult<(AgentSettings, Option<bool>)> {
     input.name = input.name.trim().to_string();
     let name = input.name.chars().count();
     if name == 0 || name > limits::AGENT_NAME_MAX_CHARS {
@@ -78,13 +80,16 @@ fn validate(state: &AppState, mut input: AgentInput) -> ApiResult<AgentSettings>
     if let Some(m) = &input.model {
         check_model(state, m)?;
     }
-    Ok(AgentSettings {
-        name: input.name,
-        description: input.description,
-        instructions: input.instructions,
-        model: input.model,
-        image_creation: input.meta.internal_tools.image_creation,
-    })
+    Ok((
+        AgentSettings {
+            name: input.name,
+            description: input.description,
+            instructions: input.instructions,
+            model: input.model,
+            image_creation: input.meta.internal_tools.image_creation,
+        },
+        input.shared,
+    ))
 }
 
 async fn list(
@@ -97,7 +102,7 @@ async fn list(
             .list_agents(&user)
             .await?
             .into_iter()
-            .map(to_api)
+            .map(|a| to_api(a, &user))
             .collect(),
     ))
 }
@@ -107,11 +112,12 @@ async fn create(
     CurrentUser(user): CurrentUser,
     ApiJson(input): ApiJson<AgentInput>,
 ) -> ApiResult<(StatusCode, Json<Agent>)> {
-    let settings = validate(&state, input)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(to_api(state.store.create_agent(&user, &settings).await?)),
-    ))
+    let (settings, shared) = validate(&state, input)?;
+    let agent = state
+        .store
+        .create_agent(&user, &settings, shared.unwrap_or(false))
+        .await?;
+    Ok((StatusCode::CREATED, Json(to_api(agent, &user))))
 }
 
 async fn read(
@@ -120,12 +126,13 @@ async fn read(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Agent>> {
     check_id("agent", &id)?;
+    // Shared agents can be read (and used) by everyone; only the owner edits them.
     let agent = state
         .store
-        .get_agent(&user, &id)
+        .get_usable_agent(&user, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    Ok(Json(to_api(agent)))
+    Ok(Json(to_api(agent, &user)))
 }
 
 async fn save(
@@ -135,13 +142,13 @@ async fn save(
     ApiJson(input): ApiJson<AgentInput>,
 ) -> ApiResult<Json<Agent>> {
     check_id("agent", &id)?;
-    let settings = validate(&state, input)?;
+    let (settings, shared) = validate(&state, input)?;
     let agent = state
         .store
-        .update_agent(&user, &id, &settings)
+        .update_agent(&user, &id, &settings, shared)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    Ok(Json(to_api(agent)))
+    Ok(Json(to_api(agent, &user)))
 }
 
 async fn remove(

@@ -79,7 +79,7 @@ async fn create(
             check_id("agent", agent_id)?;
             let agent = state
                 .store
-                .get_agent(&user, agent_id)
+                .get_usable_agent(&user, agent_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("agent"))?;
             (
@@ -147,6 +147,7 @@ pub async fn detail(
     let messages = state.store.list_messages(&record.id).await?;
     let images = state.store.images_of_conversation(&record.id).await?;
     let runs = state.store.runs_of_conversation(&record.id).await?;
+    let credits = state.store.credits_by_message(&record.id).await?;
     let run_of: HashMap<&str, &str> = runs
         .iter()
         .map(|r| (r.assistant_message_id.as_str(), r.id.as_str()))
@@ -167,7 +168,8 @@ pub async fn detail(
         .map(|m| {
             let images = by_message.remove(&m.id).unwrap_or_default();
             let run_id = run_of.get(m.id.as_str()).map(|s| s.to_string());
-            wire::message(m, images, run_id)
+            let spent = credits.get(&m.id).copied().unwrap_or(0);
+            wire::message(m, images, run_id, spent)
         })
         .collect();
     Ok(ConversationDetail {

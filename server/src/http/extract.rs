@@ -8,10 +8,46 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::auth::Identity;
 
-/// The user a request acts for (see `auth`): every `/api` handler takes it, so a request that
-/// has not proved who it is never reaches one.
+/// The user a request acts for (see `auth`): every `/api` handler takes it (or [`Caller`]),
+/// so a request that has not proved who it is never reaches one.
 pub struct CurrentUser(pub String);
+
+/// The user with how they signed in and their role.
+pub struct Caller(pub Identity);
+
+/// An admin. Anyone else gets 404, as if the route did not exist.
+pub struct AdminUser(pub Identity);
+
+fn auth_required() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "auth_required",
+        "Sign in first (or send an API key as `Authorization: Bearer <key>`).",
+    )
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // Extractors of one request share the answer.
+        if let Some(identity) = parts.extensions.get::<Identity>() {
+            return Ok(Caller(identity.clone()));
+        }
+        match state.auth.identify(&parts.headers).await? {
+            Some(identity) => {
+                parts.extensions.insert(identity.clone());
+                Ok(Caller(identity))
+            }
+            None => Err(auth_required()),
+        }
+    }
+}
 
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
@@ -20,14 +56,60 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match state.auth.identify(&parts.headers).await? {
-            Some(identity) => Ok(CurrentUser(identity.user_id)),
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "auth_required",
-                "Sign in first: send the API key as `Authorization: Bearer <key>`, or enter it on the page.",
-            )),
+        let Caller(identity) = Caller::from_request_parts(parts, state).await?;
+        Ok(CurrentUser(identity.user_id))
+    }
+}
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller(identity) = Caller::from_request_parts(parts, state).await?;
+        if identity.is_admin() {
+            Ok(AdminUser(identity))
+        } else {
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such API route.",
+            ))
         }
+    }
+}
+
+/// The client's address, for rate limits: the connection's peer, or behind a trusted proxy the
+/// first `X-Forwarded-For` entry.
+pub struct ClientAddress(pub String);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if state.config.trust_proxy {
+            if let Some(first) = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() <= 64)
+            {
+                return Ok(ClientAddress(first.to_string()));
+            }
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Ok(ClientAddress(peer))
     }
 }
 

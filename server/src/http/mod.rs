@@ -8,6 +8,8 @@
 //!
 //! Handlers extract, call the service that owns the work (`chat`, `jobs`, `store`), respond.
 
+mod account;
+mod admin;
 mod agents;
 mod conversations;
 pub mod error;
@@ -19,7 +21,6 @@ mod messages;
 mod openai;
 pub mod routes;
 mod runs;
-mod session;
 mod studio;
 mod wire;
 
@@ -66,7 +67,8 @@ impl FromRef<AppState> for LeptosOptions {
 fn api_routes() -> Routes {
     Routes::new(Family::Api, "/api")
         .merge(health::routes())
-        .merge(session::routes())
+        .merge(account::routes())
+        .merge(admin::routes())
         .merge(conversations::routes())
         .merge(messages::routes())
         .merge(runs::routes())

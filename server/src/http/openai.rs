@@ -135,6 +135,12 @@ impl From<SubmitError> for OpenAiError {
                 error.retry_after = Some(e.retry_after());
                 error
             }
+            SubmitError::ShortOfCredits { .. } => OpenAiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("You exceeded your current quota: {e}."),
+                None,
+                Some("insufficient_quota"),
+            ),
             SubmitError::Store(e) => e.into(),
         }
     }

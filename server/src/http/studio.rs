@@ -20,7 +20,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use app::api::events as ev;
-use app::api::{EnhanceRequest, EnhanceResponse, Image, SentToChat, StudioJob, StudioRequest};
+use app::api::{
+    CreditQuote, EnhanceRequest, EnhanceResponse, Image, SentToChat, StudioJob, StudioRequest,
+};
 
 use super::conversations::image_to_api;
 use super::error::{ApiError, ApiResult};
@@ -53,28 +55,62 @@ pub fn routes() -> Routes {
         .get("/studio/images", gallery)
         .post("/studio/images/{id}/chat", send_to_chat)
         .post("/studio/enhance", enhance)
+        .post("/studio/quote", quote)
 }
 
 fn bad(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::unprocessable("invalid_request", format!("{field}: {}", message.into()))
 }
 
-/// 429 with `Retry-After` when the image queue is full; other submit failures are 500s.
+/// 429 with `Retry-After` when the image queue is full, 402 when credits are short; other
+/// submit failures are 500s.
 pub fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::QueueFull { .. } => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string())
                 .retry_after(e.retry_after())
         }
+        SubmitError::ShortOfCredits { .. } => ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_credits",
+            format!("Not enough credits: {e}."),
+        ),
         SubmitError::Store(e) => e.into(),
     }
 }
 
-async fn start(
+/// What a Studio request would cost before it is made (the Generate button shows it).
+async fn quote(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<StudioRequest>,
-) -> ApiResult<(StatusCode, Json<StudioJob>)> {
+) -> ApiResult<Json<CreditQuote>> {
+    let (model, mut params) = studio_params(&state, &body)?;
+    if let SizeChoice::Auto = params.size {
+        params.size = SizeChoice::Exact(model.presets.default_size.0, model.presets.default_size.1);
+    }
+    if body.source_image_id.is_some() || body.source_image_b64.is_some() {
+        params.strength = Some(body.strength.unwrap_or(0.6).clamp(0.05, 1.0));
+    }
+    let request = request::resolve(params, &model, SizePolicy::AnyMultipleOf8)
+        .map_err(|e| bad(e.field, e.message))?;
+    let quote = state.jobs.quote(&user, &request).await?;
+    Ok(Json(CreditQuote {
+        cost: quote.cost,
+        balance: quote.balance,
+        enabled: quote.enabled,
+        enough: quote.affordable(),
+    }))
+}
+
+/// The model and the engine parameters a Studio request names (without its edit's upload).
+fn studio_params(
+    state: &AppState,
+    body: &StudioRequest,
+) -> ApiResult<(
+    std::sync::Arc<crate::imaging::registry::ModelEntry>,
+    ImageParams,
+)> {
     let model = state
         .jobs
         .engine()
@@ -89,7 +125,7 @@ async fn start(
         })?;
     let (prompt, negative) =
         styles::apply(body.style.as_deref(), &body.prompt, &body.negative_prompt);
-    let mut params = ImageParams {
+    let params = ImageParams {
         prompt,
         negative_prompt: negative,
         n: Some(i64::from(body.n)),
@@ -109,6 +145,15 @@ async fn start(
             .ok_or_else(|| bad("preview", "must be faster, normal or none"))?,
         ..ImageParams::default()
     };
+    Ok((model, params))
+}
+
+async fn start(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<StudioRequest>,
+) -> ApiResult<(StatusCode, Json<StudioJob>)> {
+    let (model, mut params) = studio_params(&state, &body)?;
 
     // An edit: the source comes from the gallery/history or an upload; the mask is optional.
     let source = match (&body.source_image_id, &body.source_image_b64) {

@@ -21,8 +21,14 @@ pub fn conversation(c: &ConversationRecord, active_run_id: Option<String>) -> ap
     }
 }
 
-pub fn message(m: MessageRecord, images: Vec<api::Image>, run_id: Option<String>) -> api::Message {
+pub fn message(
+    m: MessageRecord,
+    images: Vec<api::Image>,
+    run_id: Option<String>,
+    credits: i64,
+) -> api::Message {
     api::Message {
+        credits,
         error: m.error_code.map(|code| api::ErrorDetail {
             code,
             message: m.error_message.unwrap_or_default(),

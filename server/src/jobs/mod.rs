@@ -27,11 +27,12 @@ use image::RgbImage;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Auth;
 use crate::imaging::diffusion::pipeline::{FloatImage, Timings};
 use crate::imaging::request::GenerationRequest;
 use crate::imaging::ImageEngine;
 use crate::replay::Log;
-use crate::store::{self, ImageSource, JobRecord, JobState, NewJob, Store, StoreError};
+use crate::store::{self, ImageSource, JobRecord, JobState, NewJob, Queued, Store, StoreError};
 pub use spec::{CallerInfo, EditSource, JobSpec};
 
 /// How many jobs run at once and how many images may wait.
@@ -144,6 +145,8 @@ pub struct JobEnd {
 pub enum SubmitError {
     #[error("the image queue is full ({waiting} images are waiting, at most {max}); try again in a minute")]
     QueueFull { waiting: u32, max: u32 },
+    #[error("this needs {needed} credits, {balance} left")]
+    ShortOfCredits { needed: i64, balance: i64 },
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -155,11 +158,27 @@ impl SubmitError {
     }
 }
 
-/// A job submitted: its id and where it stands in the queue.
+/// A job submitted: its id, where it stands in the queue, and the credits reserved for it.
 #[derive(Debug, Clone)]
 pub struct Submitted {
     pub id: String,
     pub position: usize,
+    pub cost: i64,
+}
+
+/// What a request would cost its owner, before it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    pub cost: i64,
+    pub balance: i64,
+    /// Whether credits are on at all (off: everything is free).
+    pub enabled: bool,
+}
+
+impl Quote {
+    pub fn affordable(&self) -> bool {
+        !self.enabled || self.balance >= self.cost
+    }
 }
 
 /// What a job keeps only in this process's memory (see [`JobOrder`]).
@@ -201,6 +220,8 @@ struct Inner {
     store: Store,
     engine: ImageEngine,
     settings: JobSettings,
+    /// Prices jobs when credits are on (none for the command line).
+    pricing: Option<Auth>,
     /// This process's name in `image_jobs.worker`.
     worker: String,
     live: Mutex<HashMap<String, Arc<LiveJob>>>,
@@ -208,6 +229,12 @@ struct Inner {
     wake: Notify,
     stopping: CancellationToken,
 }
+
+/// Why `/v1` jobs from before a restart end.
+const CLIENT_GONE: (&str, &str) = (
+    "client_gone",
+    "The server restarted; the API client that asked for these images is gone.",
+);
 
 /// How long an ended job's events stay replayable from memory.
 const KEEP_ENDED_JOB: Duration = Duration::from_secs(10 * 60);
@@ -218,18 +245,14 @@ impl JobService {
         store: Store,
         engine: ImageEngine,
         settings: JobSettings,
+        pricing: Option<Auth>,
     ) -> Result<JobService, StoreError> {
-        let (requeued, cancelled) = store.recover_jobs().await?;
-        if requeued + cancelled > 0 {
-            tracing::warn!(
-                "{requeued} image job(s) cut off by the last shutdown go back to the queue; {cancelled} API job(s) whose client is gone were cancelled"
-            );
-        }
         let service = JobService {
             inner: Arc::new(Inner {
-                store,
+                store: store.clone(),
                 engine,
                 settings,
+                pricing,
                 worker: format!("{}-{}", std::process::id(), &store::new_id()[24..]),
                 live: Mutex::default(),
                 running: AtomicUsize::new(0),
@@ -237,6 +260,21 @@ impl JobService {
                 stopping: CancellationToken::new(),
             }),
         };
+        // `/v1` jobs from before the restart: nobody waits for them any more. The rest of the
+        // queue stays; running jobs start again from their seed.
+        let gone = store.open_api_jobs().await?;
+        for id in &gone {
+            service
+                .finish(id, JobState::Cancelled, Some(CLIENT_GONE), None)
+                .await?;
+        }
+        let requeued = store.requeue_running_jobs().await?;
+        if requeued > 0 || !gone.is_empty() {
+            tracing::warn!(
+                "{requeued} image job(s) cut off by the last shutdown go back to the queue; {} API job(s) whose client is gone were cancelled",
+                gone.len()
+            );
+        }
         if service.inner.settings.run_jobs {
             tokio::spawn(worker::dispatch(service.clone()));
         }
@@ -295,12 +333,22 @@ impl JobService {
             latents: order.request.latents.as_deref().map(spec::latents_bytes),
         };
         let max = self.inner.settings.queue_max_images;
-        if !self.inner.store.insert_job(&new, max).await? {
-            let waiting = self.inner.store.queued_images().await.unwrap_or(0);
-            return Err(SubmitError::QueueFull {
-                waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
-                max,
-            });
+        let quote = self.quote(&order.owner, &order.request).await?;
+        let cost = if quote.enabled { quote.cost } else { 0 };
+        match self.inner.store.insert_job(&new, max, cost).await? {
+            Queued::Yes => {}
+            Queued::QueueFull { waiting } => {
+                return Err(SubmitError::QueueFull {
+                    waiting: u32::try_from(waiting.max(0)).unwrap_or(u32::MAX),
+                    max,
+                })
+            }
+            Queued::ShortOfCredits { balance } => {
+                return Err(SubmitError::ShortOfCredits {
+                    needed: cost,
+                    balance,
+                })
+            }
         }
         let live = self.adopt(
             id.clone(),
@@ -319,9 +367,79 @@ impl JobService {
         let position = position.unwrap_or(0);
         live.note_position(position);
         self.inner.wake.notify_one();
-        Ok(Submitted { id, position })
+        Ok(Submitted { id, position, cost })
     }
 
+    /// What `request` would cost `owner` now (the one cost function: chat, Studio and `/v1`
+    /// all price through here), with the owner's balance after any allowance refill.
+    pub async fn quote(
+        &self,
+        owner: &str,
+        request: &GenerationRequest,
+    ) -> Result<Quote, StoreError> {
+        let Some(auth) = &self.inner.pricing else {
+            return Ok(Quote {
+                cost: 0,
+                balance: 0,
+                enabled: false,
+            });
+        };
+        let settings = auth.credits().settings().await?;
+        let balance = auth.credits().balance(owner).await?;
+        let (default_size, default_steps) = match self.inner.engine.model(Some(&request.model)) {
+            Ok(model) => (model.presets.default_size, model.presets.steps.auto),
+            Err(_) => ((request.width, request.height), request.steps),
+        };
+        Ok(Quote {
+            cost: crate::auth::credits::cost_of(
+                settings.model_cost(&request.model),
+                request.n,
+                (request.width, request.height),
+                default_size,
+                request.steps,
+                default_steps,
+            ),
+            balance: balance.balance,
+            enabled: balance.enabled,
+        })
+    }
+
+    /// The owner's credits left, when credits are on.
+    pub async fn credits_left(&self, owner: &str) -> Option<i64> {
+        let auth = self.inner.pricing.as_ref()?;
+        let balance = auth.credits().balance(owner).await.ok()?;
+        balance.enabled.then_some(balance.balance)
+    }
+
+    /// Ends a job in the database and settles its credits: a finished job pays what was
+    /// reserved; a cancelled or failed one pays for its finished images only.
+    pub(crate) async fn finish(
+        &self,
+        id: &str,
+        state: JobState,
+        error: Option<(&str, &str)>,
+        engine_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let finished = state == JobState::Done;
+        self.inner
+            .store
+            .finish_job(
+                id,
+                state,
+                error,
+                &store::JobTimings {
+                    engine_ms: engine_ms.unwrap_or(0),
+                },
+                &move |reserved, done, n| {
+                    crate::auth::credits::charge_for(reserved, done, n, finished)
+                },
+            )
+            .await
+    }
+
+    /// The live job of `id`: the one this process already follows, or a new one. A follower
+    /// and the dispatcher may both reach for a job queued before a restart; they must share
+    /// one event log.
     fn adopt(
         &self,
         id: String,
@@ -330,7 +448,23 @@ impl JobService {
         origin: JobOrigin,
         memory: InMemory,
     ) -> Arc<LiveJob> {
-        let live = Arc::new(LiveJob {
+        self.adopt_new(id, owner, spec, origin, memory).0
+    }
+
+    /// [`Self::adopt`], saying whether the job was new to this process.
+    fn adopt_new(
+        &self,
+        id: String,
+        owner: String,
+        spec: JobSpec,
+        origin: JobOrigin,
+        memory: InMemory,
+    ) -> (Arc<LiveJob>, bool) {
+        let mut live = lock(&self.inner.live);
+        if let Some(existing) = live.get(&id) {
+            return (existing.clone(), false);
+        }
+        let job = Arc::new(LiveJob {
             id: id.clone(),
             owner,
             spec,
@@ -342,12 +476,13 @@ impl JobService {
             milestones: memory.milestones,
             position: Mutex::new(None),
         });
-        lock(&self.inner.live).insert(id, live.clone());
-        live
+        live.insert(id, job.clone());
+        (job, true)
     }
 
-    /// A job known from its record (queued before a restart, or by another process).
-    fn adopt_record(&self, record: &JobRecord) -> Result<Arc<LiveJob>, StoreError> {
+    /// A job known from its record (queued before a restart, or by another process); true
+    /// when it was new to this process.
+    fn adopt_record(&self, record: &JobRecord) -> Result<(Arc<LiveJob>, bool), StoreError> {
         let spec: JobSpec = serde_json::from_str(&record.request)?;
         let origin = match (&record.conversation_id, &record.message_id) {
             (Some(c), Some(m)) => JobOrigin::Chat {
@@ -362,7 +497,7 @@ impl JobService {
                 _ => JobOrigin::Studio,
             },
         };
-        Ok(self.adopt(
+        Ok(self.adopt_new(
             record.id.clone(),
             record.user_id.clone(),
             spec,
@@ -386,7 +521,11 @@ impl JobService {
     /// A job known only to the database: a log replaying what it stored, ending with how it
     /// ended; a job still queued (it will run here) becomes live.
     async fn replayed(&self, record: JobRecord) -> Result<Arc<LiveJob>, StoreError> {
-        let live = self.adopt_record(&record)?;
+        let (live, new) = self.adopt_record(&record)?;
+        if !new {
+            // The dispatcher took it up meanwhile: its log is the live one.
+            return Ok(live);
+        }
         for image in self.inner.store.images_of_job(&record.id).await? {
             live.log.push(JobEvent::Image(JobImage {
                 index: (image.position as u32).saturating_sub(record.first_index),
@@ -421,13 +560,11 @@ impl JobService {
         // A queued job never reaches the worker loop that would record the cancel.
         if self.inner.store.get_job(id).await?.map(|j| j.state) == Some(JobState::Queued)
             && self
-                .inner
-                .store
-                .finish_job(
+                .finish(
                     id,
                     JobState::Cancelled,
                     Some(("cancelled", "The job was cancelled before it started.")),
-                    &Default::default(),
+                    None,
                 )
                 .await?
         {

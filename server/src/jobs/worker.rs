@@ -13,7 +13,7 @@ use super::queue::{self, LastServed, Waiting};
 use super::{lock, Inner, JobEnd, JobEvent, JobImage, JobService, LiveJob};
 use crate::imaging::diffusion::pipeline::Timings;
 use crate::imaging::{encode, parameters_text, EngineError, EngineEvent};
-use crate::store::{JobState, JobTimings, NewImage};
+use crate::store::{JobState, NewImage};
 
 /// How often a running job's progress is written to the database (live followers get every
 /// step from memory).
@@ -97,7 +97,7 @@ async fn start_next(service: &JobService) -> Result<bool, crate::store::StoreErr
             Some(live) => live,
             // Queued before a restart: it becomes live now.
             None => match inner.store.get_job(&candidate.id).await? {
-                Some(record) => service.adopt_record(&record)?,
+                Some(record) => service.adopt_record(&record)?.0,
                 None => continue,
             },
         };
@@ -147,9 +147,8 @@ async fn run(service: &JobService, live: &Arc<LiveJob>) {
         ),
     };
     let error_ref = error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
-    if let Err(e) = inner
-        .store
-        .finish_job(&live.id, state, error_ref, &JobTimings { engine_ms })
+    if let Err(e) = service
+        .finish(&live.id, state, error_ref, Some(engine_ms))
         .await
     {
         tracing::error!(job = %live.id, "cannot record the job's end: {e}");

@@ -20,6 +20,8 @@ pub struct AgentSettings {
 pub struct AgentRecord {
     pub id: String,
     pub user_id: String,
+    /// Shared with everyone: others may use it, only its owner edits it.
+    pub shared: bool,
     pub version_id: String,
     pub version: i64,
     pub settings: AgentSettings,
@@ -65,6 +67,7 @@ fn settings(
 struct AgentRow {
     id: String,
     user_id: String,
+    shared: i64,
     version_id: String,
     version: i64,
     name: String,
@@ -82,6 +85,7 @@ impl From<AgentRow> for AgentRecord {
             settings: settings(r.name, r.description, r.instructions, r.model, &r.meta),
             id: r.id,
             user_id: r.user_id,
+            shared: r.shared != 0,
             version_id: r.version_id,
             version: r.version,
             created_at: r.created_at,
@@ -116,7 +120,7 @@ impl From<VersionRow> for AgentVersionRecord {
 }
 
 const AGENT_SELECT: &str =
-    "SELECT a.id, a.user_id, v.id AS version_id, v.version, v.name, v.description,
+    "SELECT a.id, a.user_id, a.shared, v.id AS version_id, v.version, v.name, v.description,
         v.instructions, v.model, v.meta, a.created_at, a.updated_at
      FROM agents a JOIN agent_versions v ON v.id = a.current_version_id";
 
@@ -124,15 +128,21 @@ const VERSION_COLUMNS: &str =
     "id, agent_id, version, name, description, instructions, model, meta, created_at";
 
 impl Store {
-    pub async fn create_agent(&self, user_id: &str, input: &AgentSettings) -> Result<AgentRecord> {
+    pub async fn create_agent(
+        &self,
+        user_id: &str,
+        input: &AgentSettings,
+        shared: bool,
+    ) -> Result<AgentRecord> {
         let id = new_id();
         let now = now_ms();
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO agents (id, user_id, created_at, updated_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO agents (id, user_id, shared, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&id)
         .bind(user_id)
+        .bind(i64::from(shared))
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -159,6 +169,7 @@ impl Store {
         user_id: &str,
         id: &str,
         input: &AgentSettings,
+        shared: Option<bool>,
     ) -> Result<Option<AgentRecord>> {
         let now = now_ms();
         let mut tx = self.write().await?;
@@ -180,6 +191,13 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        if let Some(shared) = shared {
+            sqlx::query("UPDATE agents SET shared = $1 WHERE id = $2")
+                .bind(i64::from(shared))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let row: AgentRow = sqlx::query_as(&format!("{AGENT_SELECT} WHERE a.id = $1"))
             .bind(id)
             .fetch_one(&mut *tx)
@@ -199,9 +217,22 @@ impl Store {
         Ok(row.map(Into::into))
     }
 
+    /// An agent the user may use: their own, or one shared with everyone.
+    pub async fn get_usable_agent(&self, user_id: &str, id: &str) -> Result<Option<AgentRecord>> {
+        let row: Option<AgentRow> = sqlx::query_as(&format!(
+            "{AGENT_SELECT} WHERE a.id = $1 AND (a.user_id = $2 OR a.shared = 1)"
+        ))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    /// The user's agents and those shared with everyone.
     pub async fn list_agents(&self, user_id: &str) -> Result<Vec<AgentRecord>> {
         let rows: Vec<AgentRow> = sqlx::query_as(&format!(
-            "{AGENT_SELECT} WHERE a.user_id = $1 ORDER BY a.updated_at DESC, a.id DESC"
+            "{AGENT_SELECT} WHERE a.user_id = $1 OR a.shared = 1 ORDER BY a.updated_at DESC, a.id DESC"
         ))
         .bind(user_id)
         .fetch_all(&self.pool)

@@ -136,10 +136,25 @@ pub struct JobInputs {
     pub latents: Option<Vec<u8>>,
 }
 
+/// What became of a job offered to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    Yes,
+    /// The queue holds `waiting` images; this job would pass the limit.
+    QueueFull {
+        waiting: i64,
+    },
+    /// The owner has `balance` credits, fewer than the job costs.
+    ShortOfCredits {
+        balance: i64,
+    },
+}
+
 impl Store {
     /// Queues a job unless the queue already holds `max_images` images or more (counting
-    /// queued and running jobs). `Ok(false)`: the queue is full.
-    pub async fn insert_job(&self, job: &NewJob, max_images: u32) -> Result<bool> {
+    /// queued and running jobs), reserving `cost` credits of its owner in the same transaction
+    /// (a balance never goes negative: the reservation is one conditional update).
+    pub async fn insert_job(&self, job: &NewJob, max_images: u32, cost: i64) -> Result<Queued> {
         let mut tx = self.write().await?;
         let (waiting,): (i64,) = sqlx::query_as(
             "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM image_jobs WHERE state IN ('queued', 'running')",
@@ -147,12 +162,30 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         if waiting + i64::from(job.n) > i64::from(max_images) {
-            return Ok(false);
+            return Ok(Queued::QueueFull { waiting });
+        }
+        if cost > 0 {
+            let reserved = sqlx::query(
+                "UPDATE users SET credits = credits - $1 WHERE id = $2 AND credits >= $1",
+            )
+            .bind(cost)
+            .bind(&job.user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if reserved == 0 {
+                let (balance,): (i64,) = sqlx::query_as("SELECT credits FROM users WHERE id = $1")
+                    .bind(&job.user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or((0,));
+                return Ok(Queued::ShortOfCredits { balance });
+            }
         }
         sqlx::query(
             "INSERT INTO image_jobs (id, user_id, source, conversation_id, message_id, tool_call_id, first_index,
-                                     model, n, request, source_png, mask_png, latents, state, queued_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued', $14)",
+                                     model, n, request, source_png, mask_png, latents, state, queued_at, credits_reserved)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued', $14, $15)",
         )
         .bind(&job.id)
         .bind(&job.user_id)
@@ -168,10 +201,11 @@ impl Store {
         .bind(&job.mask_png)
         .bind(&job.latents)
         .bind(now_ms())
+        .bind(cost)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Queued::Yes)
     }
 
     pub async fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
@@ -266,15 +300,21 @@ impl Store {
         Ok(true)
     }
 
-    /// Ends a job (from any state but a final one); false when it had already ended.
+    /// Ends a job (from any state but a final one) and settles its credits, in one
+    /// transaction: the owner pays `charge(reserved, images done, n)` of what was reserved,
+    /// gets the rest back, and a usage record keeps images, credits and engine time. False
+    /// when the job had already ended.
     pub async fn finish_job(
         &self,
         id: &str,
         state: JobState,
         error: Option<(&str, &str)>,
         timings: &JobTimings,
+        charge: &(dyn Fn(i64, u32, u32) -> i64 + Send + Sync),
     ) -> Result<bool> {
         let (code, message) = error.unzip();
+        let now = now_ms();
+        let mut tx = self.write().await?;
         let done = sqlx::query(
             "UPDATE image_jobs SET state = $1, error_code = $2, error_message = $3, finished_at = $4,
                     engine_ms = engine_ms + $5, worker = NULL, lease_until = NULL
@@ -283,12 +323,66 @@ impl Store {
         .bind(state.as_str())
         .bind(code)
         .bind(message)
-        .bind(now_ms())
+        .bind(now)
         .bind(timings.engine_ms)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let (user_id, model, n, images_done, reserved, engine_ms): (String, String, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT user_id, model, n, images_done, credits_reserved, engine_ms FROM image_jobs WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let small = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        let charged = charge(reserved, small(images_done), small(n)).clamp(0, reserved);
+        if reserved > charged {
+            sqlx::query("UPDATE users SET credits = credits + $1 WHERE id = $2")
+                .bind(reserved - charged)
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE image_jobs SET credits_settled = $1 WHERE id = $2")
+            .bind(charged)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO usage (id, user_id, job_id, model, images, credits, engine_ms, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(super::new_id())
+        .bind(&user_id)
+        .bind(id)
+        .bind(&model)
+        .bind(images_done)
+        .bind(charged)
+        .bind(engine_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Credits each message of a conversation spent on its images.
+    pub async fn credits_by_message(
+        &self,
+        conversation_id: &str,
+    ) -> Result<std::collections::HashMap<String, i64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT message_id, CAST(SUM(credits_settled) AS BIGINT) FROM image_jobs
+             WHERE conversation_id = $1 AND message_id IS NOT NULL GROUP BY message_id",
+        )
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Puts a running job back in the queue (its process is stopping; it starts again from its
@@ -329,31 +423,26 @@ impl Store {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// At start-up: jobs left `running` by a stop or crash go back to the queue (they start
-    /// again from their seed); `/v1` jobs are cancelled instead, since the client that waited for
-    /// them is gone. Returns (requeued, cancelled).
-    pub async fn recover_jobs(&self) -> Result<(u64, u64)> {
-        let now = now_ms();
-        let mut tx = self.write().await?;
-        let cancelled = sqlx::query(
-            "UPDATE image_jobs SET state = 'cancelled', error_code = 'client_gone',
-                    error_message = 'The server restarted; the API client that asked for these images is gone.',
-                    finished_at = $1, worker = NULL, lease_until = NULL
-             WHERE source = 'api' AND state IN ('queued', 'running')",
+    /// `/v1` jobs not yet ended: at start-up their client is gone (see `jobs`).
+    pub async fn open_api_jobs(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM image_jobs WHERE source = 'api' AND state IN ('queued', 'running')",
         )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let requeued = sqlx::query(
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// At start-up: jobs left `running` by a stop or crash go back to the queue (they start
+    /// again from their seed). Returns how many.
+    pub async fn requeue_running_jobs(&self) -> Result<u64> {
+        Ok(sqlx::query(
             "UPDATE image_jobs SET state = 'queued', worker = NULL, lease_until = NULL, step = 0
              WHERE state = 'running'",
         )
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok((requeued, cancelled))
+        .rows_affected())
     }
 
     /// Images waiting or being made (queued and running jobs), for `/api/health`.

@@ -18,15 +18,17 @@ mod kinds;
 mod messages;
 mod runs;
 mod sessions;
+mod users;
 
 pub use agents::{AgentRecord, AgentSettings, AgentVersionRecord};
 pub use conversations::{ConversationRecord, NewConversation, UNTITLED};
 pub use images::{ImageBlob, ImageMeta, ImageRecord, NewImage};
-pub use jobs::{JobInputs, JobRecord, JobTimings, NewJob, QueuedJob};
+pub use jobs::{JobInputs, JobRecord, JobTimings, NewJob, Queued, QueuedJob};
 pub use kinds::{ImageSource, JobState, MessageStatus, Role, RunStatus};
 pub use messages::{ImportedMessage, MessageEnd, MessageRecord, ToolCall, TurnStart};
 pub use runs::RunRecord;
 pub use sessions::SessionRecord;
+pub use users::{ApiKeyRecord, NewUser, UsageDay, UsageRow, UserRecord, UserRole};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -243,7 +243,9 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
     };
     let submitted = match ctx.jobs.submit(order).await {
         Ok(s) => s,
-        Err(e @ SubmitError::QueueFull { .. }) => return ToolOutcome::error(e.to_string()),
+        Err(e @ (SubmitError::QueueFull { .. } | SubmitError::ShortOfCredits { .. })) => {
+            return ToolOutcome::error(e.to_string())
+        }
         Err(e) => return ToolOutcome::error(format!("the image job could not be queued: {e}")),
     };
     let job = match ctx.jobs.job(ctx.owner, &submitted.id).await {
@@ -292,9 +294,14 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
         }
     };
     let count = images.len() as u32;
+    // With credits on, the LLM learns what the images cost and what is left.
+    let credits = match ctx.jobs.credits_left(ctx.owner).await {
+        Some(left) => json!({"spent": submitted.cost, "left": left}),
+        None => Value::Null,
+    };
     match end.state {
         JobState::Done => {
-            let result = json!({
+            let mut result = json!({
                 "status": "ok",
                 "model": model_id,
                 "prompt": args.prompt,
@@ -304,6 +311,9 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
                 "images": images,
                 "note": "The images are already shown to the user. Do not repeat ids or links. To change one, call image_generator again with source_image set to its id (or reuse its seed)."
             });
+            if !credits.is_null() {
+                result["credits"] = credits;
+            }
             ToolOutcome {
                 result: result.to_string(),
                 is_error: false,

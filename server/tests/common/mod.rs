@@ -89,6 +89,8 @@ pub struct Setup {
     pub queue_max: Option<u32>,
     /// Whether this server paints (false: its jobs wait in the queue).
     pub paints: bool,
+    /// `none` (one local user, the default here) or `accounts`.
+    pub auth: &'static str,
 }
 
 impl Default for Setup {
@@ -100,6 +102,7 @@ impl Default for Setup {
             database: None,
             queue_max: None,
             paints: true,
+            auth: "none",
         }
     }
 }
@@ -130,6 +133,8 @@ impl Setup {
             format!("sqlite://{}", database.display()),
         );
         env.insert("EASEL_ADDR".to_string(), "127.0.0.1:0".to_string());
+        // Most tests act as the one local user; the accounts tests sign in.
+        env.insert("EASEL_AUTH".to_string(), self.auth.to_string());
         let empty_models = dir.path().join("no-models");
         std::fs::create_dir_all(&empty_models).expect("models dir");
         env.insert(
@@ -166,7 +171,8 @@ pub async fn start_with(mut config: Config, dir: tempfile::TempDir) -> TestServe
     let listener = easel::bind(&mut config).await.expect("bind");
     let addr = config.addr;
     let state = easel::build_state(config).await.expect("server state");
-    let router = easel::http::router(state.clone());
+    let router = easel::http::router(state.clone())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });

@@ -451,6 +451,7 @@ fn local_message(id: &str, role: &str, content: &str, status: &str) -> Message {
         images: Vec::new(),
         tool_calls: Vec::new(),
         created_at: String::new(),
+        credits: 0,
     }
 }
 
