@@ -865,10 +865,8 @@ async fn a_cancelled_job_gives_back_what_it_did_not_use() {
 async fn the_configured_key_acts_for_the_first_admin() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = std::collections::HashMap::new();
-    env.insert(
-        "DATABASE_URL".to_string(),
-        format!("sqlite://{}", dir.path().join("k.db").display()),
-    );
+    let database = common::TestDatabase::new(dir.path(), "k");
+    env.insert("DATABASE_URL".to_string(), database.url.clone());
     env.insert("EASEL_API_KEY".to_string(), "configured-key".to_string());
     env.insert(
         "EASEL_ADMIN_EMAIL".to_string(),
@@ -880,7 +878,7 @@ async fn the_configured_key_acts_for_the_first_admin() {
     );
     let mut config = easel::config::Config::load(&env).unwrap();
     config.site_root = dir.path().join("site");
-    let s = common::start_with(config, dir).await;
+    let s = common::start_on(config, dir, database).await;
     let (_, status) = s.get("/api/auth/status").await;
     assert_eq!(status["setup_needed"], false, "created at start-up");
     let program = Who {

@@ -68,7 +68,13 @@ struct Easel {
 }
 
 impl Easel {
-    async fn start(dir: &Path, models: &Path, llm: Option<&str>, extra: &[(&str, &str)]) -> Easel {
+    async fn start(
+        db: &common::TestDatabase,
+        models: &Path,
+        llm: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Easel {
+        let dir = models.parent().unwrap();
         easel::net::install_tls_provider();
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_easel"));
@@ -76,10 +82,7 @@ impl Easel {
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", dir.join("easel.db").display()),
-            )
+            .env("DATABASE_URL", &db.url)
             .env("EASEL_ADDR", format!("127.0.0.1:{port}"))
             .env("EASEL_MODELS_DIR", models)
             .env("EASEL_EXECUTION_PROVIDER", "cpu")
@@ -189,6 +192,7 @@ async fn reference_png(easel: &Easel, body: Value) -> Vec<Vec<u8>> {
 async fn kill_9_loses_no_announced_image_and_the_cut_reply_still_gets_its_images() {
     let dir = tempfile::tempdir().unwrap();
     let models = slow_models(dir.path());
+    let db = common::TestDatabase::new(dir.path(), "easel");
     let first = json!({"prompt": "a quick sketch", "size": "64x64", "seed": 5});
     let second = json!({"prompt": "a grand mural", "n": 4, "size": "256x256", "quality": "high", "seed": 77});
     let llm = ScriptedLlm::start(vec![
@@ -198,7 +202,7 @@ async fn kill_9_loses_no_announced_image_and_the_cut_reply_still_gets_its_images
     ])
     .await;
     let client = client();
-    let easel = Easel::start(dir.path(), &models, Some(&llm.base_url), &[]).await;
+    let easel = Easel::start(&db, &models, Some(&llm.base_url), &[]).await;
     let conversation = post(
         &client,
         easel.url("/api/conversations"),
@@ -238,7 +242,7 @@ async fn kill_9_loses_no_announced_image_and_the_cut_reply_still_gets_its_images
         events.iter().map(|e| &e.event).collect::<Vec<_>>()
     );
 
-    let easel = Easel::start(dir.path(), &models, Some(&llm.base_url), &[]).await;
+    let easel = Easel::start(&db, &models, Some(&llm.base_url), &[]).await;
     for id in &announced {
         let r = client
             .get(easel.url(&format!("/api/images/{id}.png")))
@@ -329,8 +333,9 @@ fn decode(png: &[u8]) -> Vec<u8> {
 async fn queued_studio_jobs_finish_after_a_restart_with_the_same_pixels() {
     let dir = tempfile::tempdir().unwrap();
     let models = slow_models(dir.path());
+    let db = common::TestDatabase::new(dir.path(), "easel");
     let client = client();
-    let easel = Easel::start(dir.path(), &models, None, &[]).await;
+    let easel = Easel::start(&db, &models, None, &[]).await;
     let request = |seed: u64| json!({"prompt": "a harbour at night", "n": 2, "size": "256x256", "steps": 60, "seed": seed, "preview": "none"});
     let mut jobs = Vec::new();
     for seed in [1, 2, 3] {
@@ -346,7 +351,7 @@ async fn queued_studio_jobs_finish_after_a_restart_with_the_same_pixels() {
     .await;
     easel.kill9();
 
-    let easel = Easel::start(dir.path(), &models, None, &[]).await;
+    let easel = Easel::start(&db, &models, None, &[]).await;
     for job in &jobs {
         let events = read_events(
             &client,
@@ -398,9 +403,10 @@ async fn queued_studio_jobs_finish_after_a_restart_with_the_same_pixels() {
 async fn sigterm_stops_replies_and_exits_within_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let models = slow_models(dir.path());
+    let db = common::TestDatabase::new(dir.path(), "easel");
     let llm = ScriptedLlm::start(vec![Reply::Silent, Reply::Slow(vec!["a", "b"], 200)]).await;
     let client = client();
-    let easel = Easel::start(dir.path(), &models, Some(&llm.base_url), &[]).await;
+    let easel = Easel::start(&db, &models, Some(&llm.base_url), &[]).await;
     let mut runs = Vec::new();
     for _ in 0..2 {
         let conversation = post(&client, easel.url("/api/conversations"), json!({})).await["id"]
@@ -435,7 +441,7 @@ async fn sigterm_stops_replies_and_exits_within_the_deadline() {
         .unwrap();
     assert!(!followed.is_empty());
 
-    let easel = Easel::start(dir.path(), &models, Some(&llm.base_url), &[]).await;
+    let easel = Easel::start(&db, &models, Some(&llm.base_url), &[]).await;
     for (conversation, _) in &runs {
         let detail = get(
             &client,

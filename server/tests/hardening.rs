@@ -217,10 +217,8 @@ async fn links_come_from_the_configuration_not_from_request_headers() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = std::collections::HashMap::new();
     env.insert("EASEL_AUTH".to_string(), "none".to_string());
-    env.insert(
-        "DATABASE_URL".to_string(),
-        format!("sqlite://{}", dir.path().join("p.db").display()),
-    );
+    let database = common::TestDatabase::new(dir.path(), "p");
+    env.insert("DATABASE_URL".to_string(), database.url.clone());
     env.insert(
         "EASEL_PUBLIC_URL".to_string(),
         "https://easel.example.com".to_string(),
@@ -232,7 +230,7 @@ async fn links_come_from_the_configuration_not_from_request_headers() {
     let mut config = easel::config::Config::load(&env).unwrap();
     config.images = common::image_settings();
     config.site_root = dir.path().join("site");
-    let p = common::start_with(config, dir).await;
+    let p = common::start_on(config, dir, database).await;
     let (_, body) = p
         .send(
             "POST",

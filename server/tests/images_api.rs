@@ -149,10 +149,8 @@ async fn an_api_key_protects_v1_and_api_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = std::collections::HashMap::new();
     env.insert("EASEL_AUTH".to_string(), "none".to_string());
-    env.insert(
-        "DATABASE_URL".to_string(),
-        format!("sqlite://{}", dir.path().join("e.db").display()),
-    );
+    let database = common::TestDatabase::new(dir.path(), "e");
+    env.insert("DATABASE_URL".to_string(), database.url.clone());
     env.insert("EASEL_API_KEY".to_string(), "secret".to_string());
     env.insert(
         "EASEL_MODELS_DIR".to_string(),
@@ -160,7 +158,7 @@ async fn an_api_key_protects_v1_and_api_when_configured() {
     );
     let mut config = easel::config::Config::load(&env).unwrap();
     config.images = common::image_settings();
-    let s = common::start_with(config, dir).await;
+    let s = common::start_on(config, dir, database).await;
     let addr = s.addr;
     let client = reqwest::Client::new();
     let denied = client

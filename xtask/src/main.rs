@@ -138,6 +138,20 @@ fn run(options: &Options) -> Result {
     exec(&mut command)
 }
 
+/// The PostgreSQL server for the second pass of the tests: `EASEL_TEST_POSTGRES_URL`, or
+/// the usual local one when something answers on 127.0.0.1:5432.
+fn postgres_for_tests() -> Option<String> {
+    if let Ok(url) = std::env::var("EASEL_TEST_POSTGRES_URL") {
+        if !url.trim().is_empty() {
+            return Some(url);
+        }
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))
+        .ok()
+        .map(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
 fn test() -> Result {
     let root = root();
     setup::all(&root)?;
@@ -178,6 +192,20 @@ fn test() -> Result {
             .args(["test", "--workspace", "--exclude", "frontend"])
             .env("ORT_DYLIB_PATH", &ort),
     )?;
+    // The integration suite again on PostgreSQL (each test makes and drops its own database).
+    match postgres_for_tests() {
+        Some(url) => exec(
+            cargo()
+                .current_dir(&root)
+                .args(["test", "--workspace", "--exclude", "frontend", "--test", "*"])
+                .env("ORT_DYLIB_PATH", &ort)
+                .env("EASEL_TEST_BACKEND", "postgres")
+                .env("EASEL_TEST_POSTGRES_URL", url),
+        )?,
+        None => eprintln!(
+            "\nskipped: no PostgreSQL (set EASEL_TEST_POSTGRES_URL, or run one on 127.0.0.1:5432, to test that backend too)\n"
+        ),
+    }
     // The browser tests need the site and the server binary. `cargo test` above already built
     // the binary (integration tests run it), with the same features as every dependency it
     // compiled; `cargo build -p server` would unify features differently and compile many

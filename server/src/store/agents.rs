@@ -173,6 +173,18 @@ impl Store {
     ) -> Result<Option<AgentRecord>> {
         let now = now_ms();
         let mut tx = self.write().await?;
+        // The agent's row is locked first, so concurrent saves number their versions in turn.
+        let owned: Option<(String,)> = sqlx::query_as(&format!(
+            "SELECT id FROM agents WHERE id = $1 AND user_id = $2{}",
+            self.for_update()
+        ))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if owned.is_none() {
+            return Ok(None);
+        }
         let latest: Option<(i64,)> = sqlx::query_as(
             "SELECT COALESCE(MAX(v.version), 0) FROM agents a LEFT JOIN agent_versions v ON v.agent_id = a.id
              WHERE a.id = $1 AND a.user_id = $2 GROUP BY a.id",

@@ -156,6 +156,7 @@ impl Store {
     /// (a balance never goes negative: the reservation is one conditional update).
     pub async fn insert_job(&self, job: &NewJob, max_images: u32, cost: i64) -> Result<Queued> {
         let mut tx = self.write().await?;
+        self.lock_for(&mut tx, super::Advisory::ImageQueue).await?;
         let (waiting,): (i64,) = sqlx::query_as(
             "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM image_jobs WHERE state IN ('queued', 'running')",
         )

@@ -106,6 +106,12 @@ impl Backend {
     }
 }
 
+/// What an advisory lock guards (its key).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Advisory {
+    ImageQueue = 0x6561_7365_6c01,
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -168,6 +174,31 @@ impl Store {
             Backend::Postgres => "BEGIN",
         };
         Ok(self.pool.begin_with(begin).await?)
+    }
+
+    /// ` FOR UPDATE` on PostgreSQL (row locks inside a read-then-write transaction); nothing
+    /// on SQLite, where [`Store::write`] already holds the database's write lock.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Serialises transactions that decide from an aggregate (the queue's size): an advisory
+    /// lock on PostgreSQL, the write lock already held on SQLite.
+    pub(crate) async fn lock_for(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        what: Advisory,
+    ) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(what as i64)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A cheap round trip for `/api/health`.

@@ -153,9 +153,11 @@ impl Store {
         if n > 0 {
             return Ok(None);
         }
-        sqlx::query(
+        // Conditional: of two setups at once, only the first finds the local user without a
+        // password.
+        let done = sqlx::query(
             "UPDATE users SET name = $1, email = $2, password_hash = $3, role = 'admin', disabled = 0, pending = 0
-             WHERE id = $4",
+             WHERE id = $4 AND password_hash IS NULL",
         )
         .bind(name)
         .bind(email)
@@ -163,6 +165,9 @@ impl Store {
         .bind(LOCAL_USER)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
         tx.commit().await?;
         self.get_user(LOCAL_USER).await
     }
@@ -482,7 +487,7 @@ impl Store {
             "SELECT CAST((created_at / 86400000) * 86400000 AS BIGINT) AS day, CAST(SUM(images) AS BIGINT) AS images,
                     CAST(SUM(credits) AS BIGINT) AS credits
              FROM usage WHERE created_at >= $1 AND created_at < $2
-             GROUP BY (created_at / 86400000) ORDER BY day",
+             GROUP BY day ORDER BY day",
         )
         .bind(from)
         .bind(to)

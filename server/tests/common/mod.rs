@@ -27,12 +27,89 @@ pub struct TestServer {
     pub client: reqwest::Client,
     pub state: easel::http::AppState,
     task: tokio::task::JoinHandle<()>,
+    database: Option<TestDatabase>,
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();
+        self.database.take();
     }
+}
+
+/// The PostgreSQL server of the PostgreSQL pass (`EASEL_TEST_BACKEND=postgres`, set by
+/// `cargo xtask test`), or `None` for the SQLite pass.
+pub fn postgres_server() -> Option<String> {
+    (std::env::var("EASEL_TEST_BACKEND").ok().as_deref() == Some("postgres")).then(|| {
+        std::env::var("EASEL_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    })
+}
+
+/// A database of its own for one test: a SQLite file in `dir`, or a fresh PostgreSQL database
+/// that is dropped with this value.
+pub struct TestDatabase {
+    pub url: String,
+    admin: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub fn new(dir: &std::path::Path, name: &str) -> TestDatabase {
+        match postgres_server() {
+            None => TestDatabase {
+                url: format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+                admin: None,
+            },
+            Some(server) => {
+                let database = format!("easel_test_{}", uuid_like());
+                let admin = server.clone();
+                let db = database.clone();
+                run_sql(&admin, &format!("CREATE DATABASE {db}"));
+                let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
+                TestDatabase {
+                    url: format!("{base}/{database}"),
+                    admin: Some((server, database)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((server, database)) = self.admin.take() {
+            run_sql(
+                &server,
+                &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// One statement on the PostgreSQL server, from any context (a thread of its own).
+fn run_sql(server: &str, sql: &str) {
+    let (server, sql) = (server.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::postgres::PgConnection::connect(&server)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at {server}: {e}"));
+            sqlx::Executor::execute(&mut conn, sql.as_str())
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        });
+    })
+    .join()
+    .expect("the statement ran");
 }
 
 /// The repository's `server/` folder.
@@ -123,15 +200,15 @@ impl Setup {
 
     pub async fn start(self) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let database = self
-            .database
-            .clone()
-            .unwrap_or_else(|| dir.path().join("easel.db"));
+        let database = match &self.database {
+            Some(path) => TestDatabase {
+                url: format!("sqlite://{}", path.display()),
+                admin: None,
+            },
+            None => TestDatabase::new(dir.path(), "easel"),
+        };
         let mut env = std::collections::HashMap::new();
-        env.insert(
-            "DATABASE_URL".to_string(),
-            format!("sqlite://{}", database.display()),
-        );
+        env.insert("DATABASE_URL".to_string(), database.url.clone());
         env.insert("EASEL_ADDR".to_string(), "127.0.0.1:0".to_string());
         // Most tests act as the one local user; the accounts tests sign in.
         env.insert("EASEL_AUTH".to_string(), self.auth.to_string());
@@ -162,8 +239,23 @@ impl Setup {
             config.images.workers = 0;
         }
         config.site_root = dir.path().join("site");
-        start_with(config, dir).await
+        let mut server = start_with(config, dir).await;
+        server.database = Some(database);
+        server
     }
+}
+
+/// Starts a server on a configuration whose `DATABASE_URL` is `database`'s (kept alive, and
+/// dropped, with the server).
+pub async fn start_on(
+    mut config: Config,
+    dir: tempfile::TempDir,
+    database: TestDatabase,
+) -> TestServer {
+    config.database_url = database.url.clone();
+    let mut server = start_with(config, dir).await;
+    server.database = Some(database);
+    server
 }
 
 pub async fn start_with(mut config: Config, dir: tempfile::TempDir) -> TestServer {
@@ -187,6 +279,7 @@ pub async fn start_with(mut config: Config, dir: tempfile::TempDir) -> TestServe
         client,
         state,
         task,
+        database: None,
     }
 }
 
