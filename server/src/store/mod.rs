@@ -106,10 +106,19 @@ impl Backend {
     }
 }
 
-/// What an advisory lock guards (its key).
+/// What an advisory lock guards.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Advisory {
-    ImageQueue = 0x6561_7365_6c01,
+    ImageQueue,
+}
+
+impl Advisory {
+    /// The lock's key (`easel` in ASCII, then a number per lock).
+    fn key(self) -> i64 {
+        match self {
+            Advisory::ImageQueue => 0x6561_7365_6c01,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -194,7 +203,7 @@ impl Store {
     ) -> Result<()> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(what as i64)
+                .bind(what.key())
                 .execute(&mut **tx)
                 .await?;
         }
