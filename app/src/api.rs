@@ -251,6 +251,32 @@ pub struct Health {
     pub version: String,
     pub database: String,
     pub image_engine: EngineHealth,
+    /// The Easel processes sharing this database (one on a single machine).
+    #[serde(default)]
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// One Easel process of a deployment: a web node (`easel serve`, which may paint too) or an
+/// image worker (`easel worker`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub name: String,
+    /// `web` or `worker`.
+    pub kind: String,
+    /// Whether it paints image jobs.
+    pub paints: bool,
+    pub execution_provider: String,
+    /// The image models it paints.
+    pub models: Vec<String>,
+    /// The job it is painting (admins only; absent in `/api/health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_job: Option<String>,
+    pub busy: bool,
+    /// Jobs it finished per minute, over the last five minutes.
+    pub jobs_per_minute: f64,
+    pub started_at: String,
+    pub last_seen: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

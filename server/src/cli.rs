@@ -1,4 +1,5 @@
-//! The command line: `easel serve`, `easel generate`, `easel models list|pull`.
+//! The command line: `easel serve`, `easel worker`, `easel generate`, `easel models
+//! list|pull`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -33,13 +34,41 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the web server (EASEL_ADDR, default 127.0.0.1:3000).
-    Serve,
+    Serve {
+        /// Image jobs this process paints at once; 0 makes a web node that leaves painting to
+        /// `easel worker` processes on the same PostgreSQL database (default: 1, or
+        /// EASEL_IMAGE_WORKERS / EASEL_IMAGE_CONCURRENCY).
+        #[arg(long, value_name = "N")]
+        image_workers: Option<usize>,
+    },
+    /// Paint image jobs from the queue of web nodes sharing a PostgreSQL database
+    /// (DATABASE_URL), with the models in EASEL_MODELS_DIR.
+    Worker,
     /// Make images from the command line, without the server.
     Generate(Box<GenerateArgs>),
     /// List or download image models.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
+    },
+    /// Move an installation between databases.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy every table (users, conversations, images, agents, jobs…) from one database into
+    /// a new, empty one, then check both by row counts and content hashes.
+    Copy {
+        /// The database to copy, e.g. `sqlite://easel.db`.
+        #[arg(long)]
+        from: String,
+        /// The empty target, e.g. `postgres://easel@db.internal/easel`.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -130,9 +159,25 @@ pub fn init_logging(verbose: u8) {
 }
 
 pub async fn run(cli: Cli) -> Result<(), String> {
-    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let mut config = Config::from_env().map_err(|e| e.to_string())?;
     match cli.command {
-        Command::Serve => crate::serve(config).await.map_err(|e| e.to_string()),
+        // Both databases are named on the command line; DATABASE_URL is not read.
+        Command::Db {
+            command: DbCommand::Copy { from, to },
+        } => copy_database(&from, &to).await,
+        Command::Serve { image_workers } => {
+            if let Some(n) = image_workers {
+                if n > 64 {
+                    return Err(format!(
+                        "--image-workers {n}: at most 64 jobs at once; use more `easel worker` processes"
+                    ));
+                }
+                config.images.workers = n.min(1);
+                config.images.concurrency = n.max(1);
+            }
+            crate::serve(config).await.map_err(|e| e.to_string())
+        }
+        Command::Worker => crate::work(config).await.map_err(|e| e.to_string()),
         Command::Generate(args) => generate(&config, *args).await,
         Command::Models {
             command: ModelsCommand::List,
@@ -170,6 +215,24 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             }
         }
     }
+}
+
+async fn copy_database(from: &str, to: &str) -> Result<(), String> {
+    let started = Instant::now();
+    let checks = crate::store::copy::copy(from, to)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{:<16} {:>10}  content hash", "table", "rows");
+    for c in &checks {
+        println!("{:<16} {:>10}  {}", c.table, c.rows, c.hash);
+    }
+    println!(
+        "Copied {} rows in {} tables in {:.1} s; counts and hashes match on both sides.",
+        checks.iter().map(|c| c.rows).sum::<u64>(),
+        checks.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn list_models(config: &Config) {
@@ -287,6 +350,7 @@ async fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
             run_jobs: true,
         },
         None,
+        crate::cluster::Cluster::local(store.clone()),
     )
     .await
     .map_err(|e| e.to_string())?;

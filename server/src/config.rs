@@ -45,6 +45,12 @@ pub struct Config {
     /// The admin account to create at start-up when none exists (`EASEL_ADMIN_EMAIL`,
     /// `EASEL_ADMIN_PASSWORD`), for headless installs.
     pub admin: Option<(String, String)>,
+    /// This process's name among the nodes sharing the database (`EASEL_NODE_NAME`; the host
+    /// name and port by default).
+    pub node_name: String,
+    /// How long a node's runs and jobs stay its own without a heartbeat
+    /// (`EASEL_LEASE_TIMEOUT`, seconds, default 30).
+    pub lease_timeout: Duration,
 }
 
 /// How people prove who they are (see `auth`).
@@ -80,6 +86,45 @@ pub struct ImageSettings {
     /// Whether this process paints (`EASEL_IMAGE_WORKERS`, 1 by default; 0 makes a web node
     /// that leaves the queue to image workers elsewhere).
     pub workers: usize,
+    /// Image models painted by another server's OpenAI-compatible images API
+    /// (`[[images.remote]]` in `easel.toml`).
+    pub remote: Vec<RemoteModel>,
+}
+
+/// What kind of server a remote image model lives on: it decides which parameters are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteKind {
+    /// OpenAI's images API (`gpt-image-1`, `dall-e-3`) or a server that copies it: prompt, n,
+    /// size and quality only.
+    OpenAi,
+    /// Another Easel's `/v1` (or a server with its extensions): also seed, steps, guidance,
+    /// sampler and negative prompt, so the pixels are reproducible.
+    Easel,
+}
+
+/// One `[[images.remote]]` entry: a model entry that points at an API instead of a folder.
+#[derive(Debug, Clone)]
+pub struct RemoteModel {
+    /// The model's id here (`/api/models`, the tool's `model`).
+    pub name: String,
+    /// The API's base URL, up to and including `/v1`.
+    pub url: String,
+    pub api_key: Option<String>,
+    /// The model's name on the remote server.
+    pub model: String,
+    pub kind: RemoteKind,
+    /// The longest a whole request may take, retries included.
+    pub timeout: Duration,
+    /// Sizes offered (`WIDTHxHEIGHT`); the first is the default.
+    pub sizes: Vec<(u32, u32)>,
+    /// Whether the server streams partial images (`stream: true`), for live previews.
+    pub stream: bool,
+    /// Whether `/images/edits` is offered.
+    pub edits: bool,
+    /// How often a 429 or 503 is retried (after `Retry-After`) before giving up.
+    pub retries: u32,
+    /// The longest wait between retries, whatever `Retry-After` says.
+    pub max_retry_wait: Duration,
 }
 
 pub const DEFAULT_IMAGE_QUEUE_MAX: u32 = 100;
@@ -151,6 +196,28 @@ struct FileImages {
     default_model: Option<String>,
     queue_max: Option<u32>,
     workers: Option<usize>,
+    #[serde(default)]
+    remote: Vec<FileRemote>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRemote {
+    name: String,
+    url: String,
+    api_key: Option<String>,
+    api_key_env: Option<String>,
+    model: Option<String>,
+    kind: Option<String>,
+    /// Seconds.
+    timeout: Option<u64>,
+    #[serde(default)]
+    sizes: Vec<String>,
+    stream: Option<bool>,
+    edits: Option<bool>,
+    retries: Option<u32>,
+    /// Seconds.
+    max_retry_wait: Option<u64>,
 }
 
 /// A source of variables; the process environment in production, a map in tests.
@@ -454,11 +521,40 @@ impl Config {
             )),
         };
 
+        let lease_timeout = match env.var("EASEL_LEASE_TIMEOUT") {
+            Some(v) => parse_positive("EASEL_LEASE_TIMEOUT", &v, 3600)? as u64,
+            None => 30,
+        };
+        let node_name = env.var("EASEL_NODE_NAME").unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "easel".into());
+            format!("{host}:{}", addr.port())
+        });
+
         let site_root = env
             .var("LEPTOS_SITE_ROOT")
             .map(PathBuf::from)
             .or(file.site_root)
             .unwrap_or_else(default_site_root);
+
+        let remote = file
+            .images
+            .remote
+            .iter()
+            .map(|r| remote_model(r, env))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, r) in remote.iter().enumerate() {
+            if remote[..i].iter().any(|o| o.name == r.name) {
+                return Err(ConfigError::new(
+                    "images.remote",
+                    format!("two remote models are named `{}`", r.name),
+                    "give each [[images.remote]] entry its own name",
+                ));
+            }
+        }
 
         Ok(Config {
             addr,
@@ -473,6 +569,7 @@ impl Config {
                 threads,
                 queue_max,
                 workers,
+                remote,
             },
             image_model: env.var("EASEL_IMAGE_MODEL").or(file.images.default_model),
             site_root,
@@ -485,6 +582,8 @@ impl Config {
             max_tool_calls,
             auth,
             admin,
+            node_name,
+            lease_timeout: Duration::from_secs(lease_timeout),
         })
     }
 }
@@ -503,6 +602,81 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
             e.to_string().trim().replace('\n', " "),
             "correct the file; README.md lists every key",
         )
+    })
+}
+
+fn remote_model(r: &FileRemote, env: &dyn Env) -> Result<RemoteModel, ConfigError> {
+    let setting = format!("images.remote ({})", r.name);
+    let bad = |problem: String, fix: &str| ConfigError::new(setting.clone(), problem, fix);
+    let name_ok = !r.name.is_empty()
+        && r.name.len() <= 64
+        && r.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !name_ok {
+        return Err(bad(
+            format!("`{}` is not a usable model name", r.name),
+            "use 1 to 64 letters, digits, `-`, `_` or `.`",
+        ));
+    }
+    let url = r.url.trim_end_matches('/').to_string();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(bad(
+            format!("url `{}` is not http(s)", r.url),
+            "give the API's base URL, e.g. https://api.openai.com/v1",
+        ));
+    }
+    let kind = match r.kind.as_deref().unwrap_or("openai") {
+        "openai" => RemoteKind::OpenAi,
+        "easel" => RemoteKind::Easel,
+        other => {
+            return Err(bad(
+                format!("kind `{other}` is not known"),
+                "use kind = \"openai\" or kind = \"easel\"",
+            ))
+        }
+    };
+    let mut sizes = Vec::new();
+    for s in &r.sizes {
+        let parsed = s.split_once('x').and_then(|(w, h)| {
+            let (w, h) = (w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?);
+            ((64..=4096).contains(&w) && (64..=4096).contains(&h)).then_some((w, h))
+        });
+        sizes.push(parsed.ok_or_else(|| {
+            bad(
+                format!("size `{s}` is not WIDTHxHEIGHT between 64 and 4096"),
+                "write sizes as \"1024x1024\"",
+            )
+        })?);
+    }
+    if sizes.is_empty() {
+        sizes = match kind {
+            RemoteKind::OpenAi => vec![(1024, 1024), (1536, 1024), (1024, 1536)],
+            RemoteKind::Easel => vec![(512, 512)],
+        };
+    }
+    let api_key = match (&r.api_key, &r.api_key_env) {
+        (Some(key), _) => Some(key.clone()),
+        (None, Some(var)) => Some(env.var(var).ok_or_else(|| {
+            bad(
+                format!("api_key_env names `{var}`, which is not set"),
+                "set that variable or remove api_key_env",
+            )
+        })?),
+        (None, None) => None,
+    };
+    Ok(RemoteModel {
+        name: r.name.clone(),
+        url,
+        api_key,
+        model: r.model.clone().unwrap_or_else(|| r.name.clone()),
+        kind,
+        timeout: Duration::from_secs(r.timeout.unwrap_or(300).clamp(1, 3600)),
+        sizes,
+        stream: r.stream.unwrap_or(kind == RemoteKind::Easel),
+        edits: r.edits.unwrap_or(true),
+        retries: r.retries.unwrap_or(3).min(10),
+        max_retry_wait: Duration::from_secs(r.max_retry_wait.unwrap_or(30).clamp(1, 600)),
     })
 }
 

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod chat;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod imaging;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use auth::{Auth, AuthMode};
 use chat::run::RunRegistry;
 use chat::Providers;
+use cluster::{Cluster, NodeKind};
 use config::Config;
 use http::AppState;
 use imaging::ImageEngine;
@@ -50,6 +52,8 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("cannot create the admin account: {0}")]
     Admin(String),
+    #[error("an image worker shares its database with the web nodes, and only PostgreSQL can be shared (DATABASE_URL is SQLite). Fix: set DATABASE_URL=postgres://… to the web nodes' database")]
+    WorkerNeedsPostgres,
 }
 
 /// How long shutdown may take before the process exits regardless of clients.
@@ -60,17 +64,25 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     net::install_tls_provider();
     let store = Store::connect(&config.database_url).await?;
-    let closed = store.close_interrupted_runs().await?;
-    if closed > 0 {
-        tracing::warn!(
-            "{closed} reply(ies) were cut off by the last shutdown; they are marked as failed (their images still arrive)"
-        );
+    // One process on SQLite: whatever the last one left running was cut off. With PostgreSQL,
+    // other nodes may be working: leases decide (see `cluster`).
+    if store.backend() == store::Backend::Sqlite {
+        let closed = store.close_interrupted_runs().await?;
+        if closed > 0 {
+            tracing::warn!(
+                "{closed} reply(ies) were cut off by the last shutdown; they are marked as failed (their images still arrive)"
+            );
+        }
     }
-    let engine = ImageEngine::start(
-        &config.models_dir,
-        &config.images,
-        config.image_model.as_deref(),
-    );
+    let cluster = Cluster::start(
+        store.clone(),
+        &config.database_url,
+        NodeKind::Web,
+        &config.node_name,
+        config.lease_timeout,
+    )
+    .await?;
+    let engine = start_engine(&config);
     let auth = Auth::new(
         store.clone(),
         match config.auth {
@@ -94,6 +106,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             run_jobs: config.images.workers > 0,
         },
         Some(auth.clone()),
+        cluster.clone(),
     )
     .await?;
     let providers = Providers::from_config(&config);
@@ -108,12 +121,14 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         .site_pkg_dir("pkg")
         .site_addr(config.addr)
         .build();
+    let runs = RunRegistry::new(store.clone(), cluster.clone());
     Ok(AppState {
         config: Arc::new(config),
         store,
+        cluster,
         jobs,
         providers,
-        runs: RunRegistry::default(),
+        runs,
         auth,
         leptos,
         shutdown: CancellationToken::new(),
@@ -175,6 +190,82 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The image engine over the models folder. A node that paints nothing (`--image-workers 0`)
+/// still checks requests against the models in its own folder (usually none: it then offers
+/// what live workers advertise), and leaves remote models to the processes that paint.
+fn start_engine(config: &Config) -> ImageEngine {
+    let mut settings = config.images.clone();
+    if settings.workers == 0 {
+        settings.remote.clear();
+    }
+    ImageEngine::start(&config.models_dir, &settings, config.image_model.as_deref())
+}
+
+/// `easel worker`: paints jobs from the shared queue (PostgreSQL) with the models found in the
+/// models folder, until SIGTERM or Ctrl-C; then running jobs are handed back to the queue.
+pub async fn work(config: Config) -> Result<(), StartError> {
+    net::install_tls_provider();
+    let store = Store::connect(&config.database_url).await?;
+    if store.backend() != store::Backend::Postgres {
+        return Err(StartError::WorkerNeedsPostgres);
+    }
+    let cluster = Cluster::start(
+        store.clone(),
+        &config.database_url,
+        NodeKind::Worker,
+        &config.node_name,
+        config.lease_timeout,
+    )
+    .await?;
+    let engine = ImageEngine::start(
+        &config.models_dir,
+        &config.images,
+        config.image_model.as_deref(),
+    );
+    let painted = engine.describe_local();
+    if painted.is_empty() {
+        tracing::warn!(
+            "this worker paints nothing: {}",
+            engine
+                .health()
+                .message
+                .unwrap_or_else(|| "no usable models".into())
+        );
+    }
+    let jobs = JobService::start(
+        store,
+        engine.clone(),
+        JobSettings {
+            concurrency: config.images.concurrency,
+            queue_max_images: config.images.queue_max,
+            run_jobs: true,
+        },
+        None,
+        cluster.clone(),
+    )
+    .await?;
+    tracing::info!(
+        "image worker {} ready: {} on {}",
+        config.node_name,
+        if painted.is_empty() {
+            "no models".to_string()
+        } else {
+            painted
+                .iter()
+                .map(|m| m.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        engine.health().execution_provider
+    );
+    engine.preload_default();
+    shutdown_signal().await;
+    // A job handed back starts again elsewhere from its seed: same pixels.
+    jobs.shutdown(SHUTDOWN_DEADLINE).await;
+    cluster.leave().await;
+    Ok(())
+}
+
 /// Stops in order: replies are cancelled (and saved as stopped), running image jobs are handed
 /// back to the queue (they run again at the next start), then open event streams end and the
 /// server stops accepting requests.
@@ -192,6 +283,7 @@ pub async fn shutdown(state: &AppState) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     state.jobs.shutdown(budget / 2).await;
+    state.cluster.leave().await;
     state.shutdown.cancel();
 }
 

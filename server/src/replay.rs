@@ -60,6 +60,26 @@ impl<T: Clone> Log<T> {
         self.append(event, false, stale)
     }
 
+    /// Appends an event under a given id (a log mirrored from elsewhere keeps the source's
+    /// ids, so `Last-Event-ID` means the same everywhere); ignored unless `id` comes after
+    /// every id so far. With `last`, the log ends with it.
+    pub fn push_at(
+        &self,
+        id: u64,
+        event: T,
+        last: bool,
+        stale: impl Fn(&T) -> bool,
+    ) -> Option<u64> {
+        {
+            let mut state = lock(&self.state);
+            if state.ended || id < state.next_id {
+                return None;
+            }
+            state.next_id = id;
+        }
+        self.append(event, last, stale)
+    }
+
     fn append(&self, event: T, last: bool, stale: impl Fn(&T) -> bool) -> Option<u64> {
         let id = {
             let mut state = lock(&self.state);
@@ -175,6 +195,18 @@ mod tests {
             1,
             "a reader at a dropped id still resumes"
         );
+    }
+
+    #[test]
+    fn a_mirrored_log_keeps_the_source_ids() {
+        let log = Log::default();
+        assert_eq!(log.push_at(3, "a", false, |_| false), Some(3));
+        assert_eq!(log.push_at(3, "again", false, |_| false), None);
+        assert_eq!(log.push_at(7, "b", true, |_| false), Some(7));
+        assert_eq!(log.push_at(9, "after the end", false, |_| false), None);
+        let (all, ended) = log.after(3);
+        assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), [7]);
+        assert!(ended);
     }
 
     #[tokio::test]

@@ -14,13 +14,13 @@ const RULES: &[(&str, &[&str])] = &[
     (
         "imaging",
         &[
-            "chat", "http", "tools", "jobs", "auth", "store", "app::api", "axum",
+            "chat", "http", "tools", "jobs", "auth", "store", "cluster", "app::api", "axum",
         ],
     ),
     (
         "store",
         &[
-            "chat", "http", "tools", "jobs", "imaging", "auth", "app::api", "axum",
+            "chat", "http", "tools", "jobs", "imaging", "auth", "cluster", "app::api", "axum",
         ],
     ),
     ("jobs", &["chat", "http", "tools", "axum"]),
@@ -28,24 +28,35 @@ const RULES: &[(&str, &[&str])] = &[
     ("chat", &["http", "axum"]),
     (
         "auth",
-        &["chat", "http", "tools", "jobs", "imaging", "axum"],
+        &[
+            "chat", "http", "tools", "jobs", "imaging", "cluster", "axum",
+        ],
+    ),
+    // Nodes, leases and notifications: below everything that has work to share.
+    (
+        "cluster",
+        &[
+            "chat", "http", "tools", "jobs", "imaging", "auth", "app::api", "axum",
+        ],
     ),
     (
         "config",
         &[
-            "chat", "http", "tools", "jobs", "imaging", "store", "auth", "axum",
+            "chat", "http", "tools", "jobs", "imaging", "store", "auth", "cluster", "axum",
         ],
     ),
     (
         "net",
         &[
-            "chat", "http", "tools", "jobs", "imaging", "store", "auth", "config", "axum",
+            "chat", "http", "tools", "jobs", "imaging", "store", "auth", "config", "cluster",
+            "axum",
         ],
     ),
     (
         "replay",
         &[
-            "chat", "http", "tools", "jobs", "imaging", "store", "auth", "config", "axum",
+            "chat", "http", "tools", "jobs", "imaging", "store", "auth", "config", "cluster",
+            "axum",
         ],
     ),
 ];

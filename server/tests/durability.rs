@@ -10,181 +10,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine as _;
+use common::process::{client, get, post, reference, slow_models, Easel};
 use common::{read_events, read_events_until, Reply, ScriptedLlm};
 use serde_json::{json, Value};
-
-/// A folder with the tiny model set up to paint slowly enough to be interrupted.
-fn slow_models(dir: &Path) -> PathBuf {
-    let models = dir.join("models");
-    let model = models.join("tiny-sd");
-    copy_dir(&common::test_models_dir().join("tiny-sd"), &model);
-    std::fs::write(
-        model.join("easel.toml"),
-        "default_size = \"64x64\"\nallowed_sizes = [\"64x64\", \"256x256\"]\nmax_size = 256\ndefault_sampler = \"heun\"\n[steps]\nauto = 2\nhigh = 150\n",
-    )
-    .unwrap();
-    models
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-fn client() -> reqwest::Client {
-    easel::net::install_tls_provider();
-    // A stuck stream fails the test instead of hanging it.
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One `easel serve` process over a database and models folder that outlive it.
-struct Easel {
-    child: Child,
-    base: String,
-}
-
-impl Easel {
-    async fn start(
-        db: &common::TestDatabase,
-        models: &Path,
-        llm: Option<&str>,
-        extra: &[(&str, &str)],
-    ) -> Easel {
-        let dir = models.parent().unwrap();
-        easel::net::install_tls_provider();
-        let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_easel"));
-        command
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &db.url)
-            .env("EASEL_ADDR", format!("127.0.0.1:{port}"))
-            .env("EASEL_MODELS_DIR", models)
-            .env("EASEL_EXECUTION_PROVIDER", "cpu")
-            .env("EASEL_ORT_THREADS", "1")
-            .env("EASEL_AUTH", "none")
-            .env("ORT_DYLIB_PATH", common::ort_library())
-            .env("LEPTOS_SITE_ROOT", dir.join("site"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if let Some(llm) = llm {
-            command
-                .env("OPENAI_BASE_URL", llm)
-                .env("OPENAI_API_KEY", "test-key")
-                .env("EASEL_LLM_MODEL", "scripted");
-        }
-        for (k, v) in extra {
-            command.env(k, v);
-        }
-        let child = command.spawn().expect("the easel binary starts");
-        let easel = Easel {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = client();
-        for _ in 0..300 {
-            if let Ok(r) = client.get(easel.url("/api/health")).send().await {
-                if r.status().is_success() {
-                    return easel;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("easel did not start");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM; returns how long the process took to exit.
-    fn terminate(mut self) -> Duration {
-        let started = Instant::now();
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        loop {
-            if self.child.try_wait().unwrap().is_some() {
-                return started.elapsed();
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                let _ = self.child.kill();
-                panic!("easel did not exit within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Easel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
-    let r = client.post(url).json(&body).send().await.unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    r.json().await.unwrap_or(Value::Null)
-}
-
-async fn get(client: &reqwest::Client, url: String) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
-}
 
 fn pieces(text: &str) -> Vec<String> {
     text.as_bytes()
         .chunks(7)
         .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect()
-}
-
-/// The PNG the same request makes on a server that runs it through without interruption.
-async fn reference_png(easel: &Easel, body: Value) -> Vec<Vec<u8>> {
-    let client = client();
-    let answer = post(&client, easel.url("/v1/images/generations"), body).await;
-    answer["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            base64::engine::general_purpose::STANDARD
-                .decode(d["b64_json"].as_str().unwrap())
-                .unwrap()
-        })
         .collect()
 }
 
@@ -202,22 +37,11 @@ async fn kill_9_loses_no_announced_image_and_the_cut_reply_still_gets_its_images
     ])
     .await;
     let client = client();
-    let easel = Easel::start(&db, &models, Some(&llm.base_url), &[]).await;
-    let conversation = post(
-        &client,
-        easel.url("/api/conversations"),
-        json!({"internal_tools": {"image_creation": true}}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let started = post(
-        &client,
-        easel.url(&format!("/api/conversations/{conversation}/messages")),
-        json!({"content": "a sketch, then a mural"}),
-    )
-    .await;
+    let easel = Easel::serve(&db.url, &models, Some(&llm.base_url), &[]).await;
+    let conversation = easel.painting_conversation(&client).await;
+    let started = easel
+        .say(&client, &conversation, "a sketch, then a mural")
+        .await;
     let run = started["run_id"].as_str().unwrap();
     let message = started["assistant_message_id"]
         .as_str()
@@ -242,7 +66,7 @@ async fn kill_9_loses_no_announced_image_and_the_cut_reply_still_gets_its_images
         events.iter().map(|e| &e.event).collect::<Vec<_>>()
     );
 
-    let easel = Easel::start(&db, &models, Some(&llm.base_url), &[]).await;
+    let easel = Easel::serve(&db.url, &models, Some(&llm.base_url), &[]).await;
     for id in &announced {
         let r = client
             .get(easel.url(&format!("/api/images/{id}.png")))
@@ -302,7 +126,7 @@ async fn kill_9_loses_no_announced_image_and_the_cut_reply_still_gets_its_images
         "1 image of the first call and 4 of the second"
     );
     // Same pixels as an uninterrupted run of the same request.
-    let expected = reference_png(
+    let expected = reference(
         &easel,
         json!({"prompt": "a grand mural", "n": 4, "size": "256x256", "quality": "high", "seed": 77}),
     )
@@ -335,7 +159,7 @@ async fn queued_studio_jobs_finish_after_a_restart_with_the_same_pixels() {
     let models = slow_models(dir.path());
     let db = common::TestDatabase::new(dir.path(), "easel");
     let client = client();
-    let easel = Easel::start(&db, &models, None, &[]).await;
+    let easel = Easel::serve(&db.url, &models, None, &[]).await;
     let request = |seed: u64| json!({"prompt": "a harbour at night", "n": 2, "size": "256x256", "steps": 60, "seed": seed, "preview": "none"});
     let mut jobs = Vec::new();
     for seed in [1, 2, 3] {
@@ -351,7 +175,7 @@ async fn queued_studio_jobs_finish_after_a_restart_with_the_same_pixels() {
     .await;
     easel.kill9();
 
-    let easel = Easel::start(&db, &models, None, &[]).await;
+    let easel = Easel::serve(&db.url, &models, None, &[]).await;
     for job in &jobs {
         let events = read_events(
             &client,
@@ -376,7 +200,7 @@ async fn queued_studio_jobs_finish_after_a_restart_with_the_same_pixels() {
         })
         .collect();
     assert_eq!(killed.len(), 2);
-    let expected = reference_png(
+    let expected = reference(
         &easel,
         json!({"prompt": "a harbour at night", "n": 2, "size": "256x256", "steps": 60, "seed": 1}),
     )
@@ -406,19 +230,14 @@ async fn sigterm_stops_replies_and_exits_within_the_deadline() {
     let db = common::TestDatabase::new(dir.path(), "easel");
     let llm = ScriptedLlm::start(vec![Reply::Silent, Reply::Slow(vec!["a", "b"], 200)]).await;
     let client = client();
-    let easel = Easel::start(&db, &models, Some(&llm.base_url), &[]).await;
+    let easel = Easel::serve(&db.url, &models, Some(&llm.base_url), &[]).await;
     let mut runs = Vec::new();
     for _ in 0..2 {
         let conversation = post(&client, easel.url("/api/conversations"), json!({})).await["id"]
             .as_str()
             .unwrap()
             .to_string();
-        let started = post(
-            &client,
-            easel.url(&format!("/api/conversations/{conversation}/messages")),
-            json!({"content": "talk to me"}),
-        )
-        .await;
+        let started = easel.say(&client, &conversation, "talk to me").await;
         runs.push((
             conversation,
             started["run_id"].as_str().unwrap().to_string(),
@@ -441,7 +260,7 @@ async fn sigterm_stops_replies_and_exits_within_the_deadline() {
         .unwrap();
     assert!(!followed.is_empty());
 
-    let easel = Easel::start(&db, &models, Some(&llm.base_url), &[]).await;
+    let easel = Easel::serve(&db.url, &models, Some(&llm.base_url), &[]).await;
     for (conversation, _) in &runs {
         let detail = get(
             &client,

@@ -19,6 +19,9 @@ struct Case {
 }
 
 pub fn run(root: &Path, args: &[String]) -> Result {
+    if args.iter().any(|a| a == "--scale") {
+        return scale(root);
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let repeat = if quick { "2" } else { "5" };
     let threads = std::env::var("EASEL_ORT_THREADS").unwrap_or_else(|_| "2".into());
@@ -32,16 +35,7 @@ pub fn run(root: &Path, args: &[String]) -> Result {
         .join("target/release")
         .join(format!("easel{}", std::env::consts::EXE_SUFFIX));
 
-    let medium = root.join("target/bench/medium-sd");
-    if !medium.join("model_index.json").is_file() {
-        exec(
-            Command::new("python3")
-                .current_dir(root)
-                .arg("server/tests/assets/make_test_models.py")
-                .arg("--medium")
-                .arg(&medium),
-        )?;
-    }
+    let medium = medium_model(root)?;
     let tiny = root.join("server/tests/assets/models/tiny-sd");
     let cases = [
         Case {
@@ -161,4 +155,66 @@ fn json_line(command: &mut Command) -> Result<serde_json::Value> {
 
 fn mean(v: &serde_json::Value, key: &str) -> f64 {
     v["mean"][key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The medium random-weight model (made once, in `target/bench/medium-sd`).
+fn medium_model(root: &Path) -> Result<std::path::PathBuf> {
+    let medium = root.join("target/bench/medium-sd");
+    if !medium.join("model_index.json").is_file() {
+        // The tokenizer is built from the CLIP merges that ship in open_clip's wheel.
+        let wheel = root.join("target/bench/open_clip_torch-3.3.0-py3-none-any.whl");
+        if !wheel.is_file() {
+            exec(
+                Command::new("python3")
+                    .args([
+                        "-m",
+                        "pip",
+                        "download",
+                        "--no-deps",
+                        "open_clip_torch==3.3.0",
+                        "-d",
+                    ])
+                    .arg(root.join("target/bench")),
+            )?;
+        }
+        exec(
+            Command::new("python3")
+                .current_dir(root)
+                .arg("server/tests/assets/make_test_models.py")
+                .arg("--clip-bpe")
+                .arg(&wheel)
+                .arg("--medium")
+                .arg(&medium),
+        )?;
+    }
+    Ok(medium)
+}
+
+/// `cargo xtask bench --scale`: throughput with one and two `easel worker` processes and the
+/// overhead a worker adds against in-process painting, on PostgreSQL, with the medium model
+/// (`server/tests/scale_bench.rs`).
+fn scale(root: &Path) -> Result {
+    let ort = setup::onnxruntime(root)?;
+    let medium = medium_model(root)?;
+    let postgres = std::env::var("EASEL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    exec(
+        cargo()
+            .current_dir(root)
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "server",
+                "--test",
+                "scale_bench",
+                "--",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("ORT_DYLIB_PATH", &ort)
+            .env("EASEL_TEST_BACKEND", "postgres")
+            .env("EASEL_TEST_POSTGRES_URL", postgres)
+            .env("EASEL_BENCH_MODELS", medium.parent().unwrap_or(root)),
+    )
 }

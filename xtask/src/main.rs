@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&root(), &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  setup              install what a fresh machine lacks\n  build [--release]  build the web assets and the server\n  run [--release] [-- ARGS]\n                     set up, build and start `easel serve` (or `easel ARGS`)\n  test               formatting, lints, unit/integration tests and browser tests\n  bench [--quick]    engine vs. the Python reference pipeline"
+                "usage: cargo xtask <command>\n\n  setup              install what a fresh machine lacks\n  build [--release]  build the web assets and the server\n  run [--release] [-- ARGS]\n                     set up, build and start `easel serve` (or `easel ARGS`)\n  test               formatting, lints, unit/integration tests and browser tests\n  bench [--quick]    engine vs. the Python reference pipeline\n  bench --scale      workers on PostgreSQL: throughput, queue wait, worker overhead"
             );
             return ExitCode::from(2);
         }

@@ -1,6 +1,6 @@
 //! The admin's routes (`role = admin` only; anyone else gets 404, as if they did not exist):
 //! `GET/POST /api/admin/users`, `PATCH /api/admin/users/{id}`, `GET/PUT /api/admin/settings`,
-//! `GET /api/admin/usage`.
+//! `GET /api/admin/usage`, `GET /api/admin/workers`.
 //!
 //! Admins manage accounts and settings; they do not read other people's conversations (no route
 //! here returns them, and the normal routes only ever show one's own).
@@ -32,6 +32,17 @@ pub fn routes() -> Routes {
         .get("/admin/settings", settings)
         .put("/admin/settings", put_settings)
         .get("/admin/usage", usage)
+        .get("/admin/workers", workers)
+}
+
+/// The processes sharing the database: web nodes and image workers, their models, provider,
+/// current job and recent throughput.
+async fn workers(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+) -> ApiResult<Json<Vec<app::api::WorkerInfo>>> {
+    let (nodes, rates) = state.cluster.nodes().await?;
+    Ok(Json(super::wire::workers(nodes, &rates, true)))
 }
 
 fn view(u: UserRecord) -> AdminUserView {

@@ -258,9 +258,7 @@ async fn clear(
 /// A deleted conversation's run would otherwise keep painting into nothing.
 async fn cancel_active_run(state: &AppState, conversation_id: &str) -> ApiResult<()> {
     if let Some(run) = state.store.active_run(conversation_id).await? {
-        if let Some(handle) = state.runs.get(&run.id) {
-            handle.cancel();
-        }
+        state.runs.cancel(&run.id).await?;
     }
     Ok(())
 }

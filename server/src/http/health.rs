@@ -24,7 +24,12 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         Err(e) => format!("error: {e}"),
     };
     let healthy = database == "ok";
+    let workers = match state.cluster.nodes().await {
+        Ok((nodes, rates)) => wire::workers(nodes, &rates, false),
+        Err(_) => Vec::new(),
+    };
     let body = Health {
+        workers,
         status: if healthy { "ok" } else { "degraded" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         database,

@@ -2,8 +2,6 @@
 //! the run's id (202): the browser never waits on an open request for a run. `DELETE
 //! /api/messages/{id}` removes a message and its images.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -16,7 +14,6 @@ use super::extract::{check_id, ApiJson, CurrentUser};
 use super::routes::{Family, Routes};
 use super::AppState;
 use crate::chat::orchestrator::{self, Turn, TurnLimits};
-use crate::chat::run::RunHandle;
 use crate::store::MessageStatus;
 
 pub fn routes() -> Routes {
@@ -61,7 +58,13 @@ async fn send(
     // reply runs per conversation (the database enforces it).
     let started = match state
         .store
-        .begin_turn(&user, &conversation.id, &body.content, &model_id)
+        .begin_turn(
+            &user,
+            &conversation.id,
+            &body.content,
+            &model_id,
+            (state.cluster.node_id(), state.cluster.lease_until()),
+        )
         .await?
     {
         Ok(started) => started,
@@ -90,13 +93,12 @@ async fn send(
             .filter(|i| !i.trim().is_empty()),
         None => None,
     };
-    let run = Arc::new(RunHandle::new(
+    let run = state.runs.start(
         run_id.clone(),
         user.clone(),
         conversation.id.clone(),
         assistant.id.clone(),
-    ));
-    state.runs.insert(run.clone());
+    );
     let turn = Turn {
         store: state.store.clone(),
         jobs: state.jobs.clone(),

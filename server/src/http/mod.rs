@@ -48,6 +48,7 @@ use routes::{Family, RouteInfo, Routes};
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
+    pub cluster: crate::cluster::Cluster,
     pub jobs: JobService,
     pub providers: Providers,
     pub runs: RunRegistry,

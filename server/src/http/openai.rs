@@ -111,9 +111,27 @@ impl From<EngineError> for OpenAiError {
                 Some("model"),
                 Some("no_image_model"),
             ),
-            other => OpenAiError::internal(other.to_string()),
+            other => job_failure(other.code(), other.to_string()),
         }
     }
+}
+
+/// A job's failure as OpenAI reports its own: a remote backend that stayed busy is a 429 the
+/// client may retry, one that timed out a 504, one that failed or refused Easel a 502.
+fn job_failure(code: &str, message: String) -> OpenAiError {
+    let status = match code {
+        "remote_busy" => StatusCode::TOO_MANY_REQUESTS,
+        "remote_timeout" => StatusCode::GATEWAY_TIMEOUT,
+        "remote_rejected" => StatusCode::BAD_REQUEST,
+        "remote_unauthorized" | "remote_failed" => StatusCode::BAD_GATEWAY,
+        _ => return OpenAiError::internal(message),
+    };
+    let code = if code == "remote_busy" {
+        "rate_limit_exceeded"
+    } else {
+        code
+    };
+    OpenAiError::new(status, message, None, Some(code))
 }
 
 impl From<PrepareError> for OpenAiError {
@@ -650,11 +668,10 @@ async fn respond(
     let end = answer.state.jobs.wait(&job).await;
     guard.disarm();
     if end.state != JobState::Done {
-        let message = end
+        let (code, message) = end
             .error
-            .map(|(_, m)| m)
-            .unwrap_or_else(|| "image generation failed".into());
-        return OpenAiError::internal(message).into_response();
+            .unwrap_or_else(|| ("image_failed".into(), "image generation failed".into()));
+        return job_failure(&code, message).into_response();
     }
     let images = match answer.state.store.images_of_job(&job.id).await {
         Ok(images) => images,

@@ -2,9 +2,10 @@
 //! `POST /api/runs/{id}/cancel`.
 //!
 //! A subscriber gets every event from the start (or after the id it names), then the live ones,
-//! and the stream closes after the run's last event (or when the server shuts down). A run no
-//! longer in memory (finished long ago, or before a restart) answers with one event saying how
-//! it ended.
+//! and the stream closes after the run's last event (or when the server shuts down). A run
+//! driven by another node is followed from the database, with the same ids. A run whose events
+//! are gone (finished long ago, or before a restart) answers with one event saying how it
+//! ended.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use axum::Json;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use serde::Deserialize;
 
-use app::api::events as ev;
+use crate::chat::run::closing_event;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_id, CurrentUser};
@@ -83,25 +84,18 @@ async fn events(
                 .get_run(&user, &id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("run"))?;
-            let (name, data) = match record.status {
-                RunStatus::Finished => (
-                    ev::RUN_FINISHED,
-                    serde_json::json!({"run_id": record.id, "status": "finished"}),
-                ),
-                RunStatus::Cancelled => (
-                    ev::RUN_CANCELLED,
-                    serde_json::json!({"run_id": record.id, "status": "cancelled"}),
-                ),
-                _ => (
-                    ev::RUN_ERROR,
-                    serde_json::json!({
-                        "code": record.error_code.unwrap_or_else(|| "interrupted".into()),
-                        "message": record.error_message.unwrap_or_else(|| "The run ended without a result.".into())
-                    }),
-                ),
-            };
-            let event = Event::default().id("1").event(name).data(data.to_string());
-            Box::pin(stream::once(async move { Ok(event) }))
+            if state.runs.shared() {
+                Box::pin(state.runs.follow_stored(record, after).map(|e| {
+                    Ok(Event::default()
+                        .id(e.id.to_string())
+                        .event(e.name)
+                        .data(e.data))
+                }))
+            } else {
+                let (name, data) = closing_event(&record);
+                let event = Event::default().id("1").event(name).data(data);
+                Box::pin(stream::once(async move { Ok(event) }))
+            }
         }
     };
     Ok(sse(&state, stream))
@@ -113,25 +107,26 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     check_id("run", &id)?;
-    match state.runs.get(&id).filter(|r| r.user_id == user) {
-        Some(run) if !run.is_ended() => {
-            run.cancel();
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(serde_json::json!({"run_id": id, "status": "cancelling"})),
-            ))
-        }
-        _ => {
-            let record = state
-                .store
-                .get_run(&user, &id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("run"))?;
-            // Cancelling a run that already ended is not an error: the outcome is what was asked.
-            Ok((
-                StatusCode::OK,
-                Json(serde_json::json!({"run_id": id, "status": record.status.as_str()})),
-            ))
-        }
+    let record = state
+        .store
+        .get_run(&user, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))?;
+    if record.status == RunStatus::Running && state.runs.cancel(&id).await? {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"run_id": id, "status": "cancelling"})),
+        ));
     }
+    // Cancelling a run that already ended is not an error: the outcome is what was asked.
+    let status = state
+        .store
+        .get_run(&user, &id)
+        .await?
+        .map(|r| r.status)
+        .unwrap_or(record.status);
+    Ok((
+        StatusCode::OK,
+        Json(serde_json::json!({"run_id": id, "status": status.as_str()})),
+    ))
 }

@@ -109,6 +109,35 @@ pub fn model_info(m: ModelInfo) -> api::ImageModelInfo {
     }
 }
 
+/// The processes of a deployment, with how many jobs each finished per minute lately;
+/// `with_jobs` names the job each is painting (admins only).
+pub fn workers(
+    nodes: Vec<crate::store::NodeRecord>,
+    per_minute: &std::collections::HashMap<String, f64>,
+    with_jobs: bool,
+) -> Vec<api::WorkerInfo> {
+    nodes
+        .into_iter()
+        .map(|n| api::WorkerInfo {
+            jobs_per_minute: per_minute.get(&n.id).copied().unwrap_or(0.0),
+            models: serde_json::from_str::<Vec<serde_json::Value>>(&n.models)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|m| m.get("id").and_then(|id| id.as_str()).map(str::to_string))
+                .collect(),
+            busy: n.current_job.is_some(),
+            current_job: n.current_job.filter(|_| with_jobs),
+            id: n.id,
+            name: n.name,
+            kind: n.kind,
+            paints: n.paints != 0,
+            execution_provider: n.provider,
+            started_at: rfc3339(n.started_at),
+            last_seen: rfc3339(n.heartbeat_at),
+        })
+        .collect()
+}
+
 pub fn engine_health(s: EngineStatus, queue_length: usize) -> api::EngineHealth {
     api::EngineHealth {
         status: s.status.into(),

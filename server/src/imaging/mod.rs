@@ -5,17 +5,19 @@
 //! Architecture invariant: the pixels are a pure function of (model, prompt, negative prompt,
 //! seed, size, sampler, schedule, steps, guidance). Tests rely on it.
 
+pub mod catalog;
 pub mod diffusion;
 pub mod edit;
 pub mod encode;
 pub mod hub;
 pub mod presets;
 pub mod registry;
+pub mod remote;
 pub mod request;
 pub mod runtime;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use image::RgbImage;
 use tokio::sync::mpsc;
@@ -83,6 +85,19 @@ pub enum EngineError {
     Failed(String),
     #[error("cancelled")]
     Cancelled,
+    #[error("{0}")]
+    Remote(remote::RemoteError),
+}
+
+impl EngineError {
+    /// The code a failed job records (and APIs map to their answers).
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Remote(e) => e.code(),
+            EngineError::Cancelled => "cancelled",
+            _ => "image_failed",
+        }
+    }
 }
 
 /// One engine per process; cheap to clone.
@@ -95,6 +110,9 @@ struct Inner {
     registry: Registry,
     runtime: Result<Arc<Runtime>, RuntimeError>,
     default_model: Option<String>,
+    /// Models other processes paint (several processes on one database): requests for them
+    /// are checked and queued here, painted there.
+    elsewhere: RwLock<Vec<Arc<ModelEntry>>>,
 }
 
 impl ImageEngine {
@@ -110,12 +128,13 @@ impl ImageEngine {
 
     /// An engine over given model folders (the command line names a folder directly).
     pub fn with_registry(
-        registry: Registry,
+        mut registry: Registry,
         settings: &ImageSettings,
         default_model: Option<&str>,
     ) -> ImageEngine {
         let models_dir = registry.dir.clone();
-        let runtime = if registry.models.is_empty() {
+        registry.add_remote(&settings.remote);
+        let runtime = if registry.models.iter().all(|m| m.remote.is_some()) {
             // No models: don't pay for loading the runtime, but still say where it would come from.
             Err(RuntimeError::NotFound(
                 "(not loaded: no image models)".into(),
@@ -131,9 +150,14 @@ impl ImageEngine {
                 registry.models.len(),
                 models_dir.display()
             ),
-            Err(e) if !registry.models.is_empty() => {
+            Err(e) if registry.models.iter().any(|m| m.remote.is_none()) => {
                 tracing::warn!("image generation unavailable: {e}")
             }
+            Err(_) if !registry.models.is_empty() => tracing::info!(
+                "{} remote image model(s); no local ones in {}",
+                registry.models.len(),
+                models_dir.display()
+            ),
             Err(_) => tracing::info!(
                 "no image models in {}; image creation is off",
                 models_dir.display()
@@ -152,6 +176,7 @@ impl ImageEngine {
                 registry,
                 runtime,
                 default_model,
+                elsewhere: RwLock::default(),
             }),
         }
     }
@@ -161,31 +186,101 @@ impl ImageEngine {
         self.inner.runtime.clone()
     }
 
-    /// True when at least one model can be used (the runtime loaded and a folder is valid).
+    /// True when at least one model can be used (here: the runtime loaded and a folder is
+    /// valid; or painted by another process).
     pub fn available(&self) -> bool {
-        self.inner.runtime.is_ok() && self.inner.registry.usable().next().is_some()
+        self.paints_any() || !self.elsewhere().is_empty()
+    }
+
+    fn paints_any(&self) -> bool {
+        self.inner.registry.usable().any(|m| self.can_paint(m))
+    }
+
+    /// Local models need ONNX Runtime; remote ones only their API.
+    fn can_paint(&self, entry: &ModelEntry) -> bool {
+        entry.problem.is_none() && (entry.remote.is_some() || self.inner.runtime.is_ok())
+    }
+
+    /// Whether this process can paint `model` itself.
+    pub fn paints(&self, model: &str) -> bool {
+        self.inner
+            .registry
+            .find(model)
+            .is_some_and(|m| self.can_paint(&m))
+    }
+
+    /// The models this process paints, described for the others.
+    pub fn describe_local(&self) -> Vec<catalog::ModelDescription> {
+        self.inner
+            .registry
+            .usable()
+            .filter(|m| self.can_paint(m))
+            .map(|m| catalog::ModelDescription::of(m))
+            .collect()
+    }
+
+    /// Replaces the models other processes paint (the ones this process paints are skipped).
+    pub fn set_elsewhere(&self, models: Vec<catalog::ModelDescription>) {
+        let mut entries: Vec<Arc<ModelEntry>> = Vec::new();
+        for m in models {
+            if self.paints(&m.id) || entries.iter().any(|e| e.id == m.id) {
+                continue;
+            }
+            if let Some(entry) = m.entry() {
+                entries.push(Arc::new(entry));
+            }
+        }
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        *self
+            .inner
+            .elsewhere
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = entries;
+    }
+
+    fn elsewhere(&self) -> Vec<Arc<ModelEntry>> {
+        self.inner
+            .elsewhere
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn models(&self) -> Vec<ModelInfo> {
-        self.inner
+        let mut infos: Vec<ModelInfo> = self
+            .inner
             .registry
             .models
             .iter()
             .map(|m| {
                 let mut info = m.info();
-                if let (None, Err(e)) = (&info.error, &self.inner.runtime) {
+                if let (None, Err(e), None) = (&info.error, &self.inner.runtime, &m.remote) {
                     info.error = Some(e.to_string());
                 }
                 info
             })
-            .collect()
+            .collect();
+        for m in self.elsewhere() {
+            // Painted elsewhere, so usable even where this process's copy is broken.
+            infos.retain(|i| i.id != m.id);
+            infos.push(m.info());
+        }
+        infos.sort_by(|a, b| a.id.cmp(&b.id));
+        infos
     }
 
-    /// The model used when a request names none.
+    /// The model used when a request names none: the configured one when some process
+    /// paints it, else the first this process paints, else the first painted elsewhere.
     pub fn default_model(&self) -> Option<String> {
-        self.available()
-            .then(|| self.inner.default_model.clone())
-            .flatten()
+        let elsewhere = self.elsewhere();
+        let served = |id: &str| self.paints(id) || elsewhere.iter().any(|m| m.id == id);
+        if let Some(id) = self.inner.default_model.as_deref().filter(|id| served(id)) {
+            return Some(id.to_string());
+        }
+        if let Some(m) = self.inner.registry.usable().find(|m| self.can_paint(m)) {
+            return Some(m.id.clone());
+        }
+        elsewhere.first().map(|m| m.id.clone())
     }
 
     /// A usable model by id, or the default one.
@@ -194,6 +289,11 @@ impl ImageEngine {
             Some(id) => id.to_string(),
             None => self.default_model().ok_or(EngineError::NoModel)?,
         };
+        if !self.paints(&id) {
+            if let Some(m) = self.elsewhere().into_iter().find(|m| m.id == id) {
+                return Ok(m);
+            }
+        }
         let entry = self
             .inner
             .registry
@@ -205,6 +305,9 @@ impl ImageEngine {
                 reason: problem.clone(),
             });
         }
+        if entry.remote.is_some() {
+            return Ok(entry);
+        }
         if let Err(e) = &self.inner.runtime {
             return Err(EngineError::Runtime(e.clone()));
         }
@@ -212,7 +315,9 @@ impl ImageEngine {
     }
 
     pub fn health(&self) -> EngineStatus {
+        let elsewhere = self.elsewhere();
         let (status, message) = match (&self.inner.runtime, self.inner.registry.models.is_empty()) {
+            _ if self.paints_any() || !elsewhere.is_empty() => ("ready", None),
             (_, true) => (
                 "no_models",
                 Some(format!(
@@ -235,13 +340,7 @@ impl ImageEngine {
                 .as_ref()
                 .map(|r| r.provider.name())
                 .unwrap_or("none"),
-            models: self
-                .inner
-                .registry
-                .models
-                .iter()
-                .map(|m| m.id.clone())
-                .collect(),
+            models: self.models().into_iter().map(|m| m.id).collect(),
             models_loaded: self
                 .inner
                 .registry
@@ -258,6 +357,9 @@ impl ImageEngine {
     /// the one that waits for the model to load.
     pub fn preload_default(&self) {
         let Ok(entry) = self.model(None) else { return };
+        if !self.paints(&entry.id) || entry.remote.is_some() {
+            return;
+        }
         let Ok(runtime) = self.inner.runtime.clone() else {
             return;
         };
@@ -275,11 +377,19 @@ impl ImageEngine {
         events: mpsc::UnboundedSender<EngineEvent>,
         cancel: CancellationToken,
     ) -> Result<Timings, EngineError> {
+        if !self.paints(&request.model) {
+            // Painted by another process, or gone: say why, as `model` does.
+            self.model(Some(&request.model))?;
+            return Err(EngineError::UnknownModel(request.model.clone()));
+        }
         let entry = self.model(Some(&request.model))?;
-        let runtime = self.inner.runtime.clone().map_err(EngineError::Runtime)?;
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
+        if let Some(config) = &entry.remote {
+            return remote::paint(config, request, events, cancel).await;
+        }
+        let runtime = self.inner.runtime.clone().map_err(EngineError::Runtime)?;
         // ONNX Runtime calls block: run the job on the blocking pool, and let a watcher task
         // terminate an in-flight run the moment the job is cancelled.
         let run_options = Arc::new(

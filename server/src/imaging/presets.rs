@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::diffusion::schedulers::{SamplerKind, Schedule};
 
 /// Steps for each quality level of a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct QualitySteps {
     pub auto: u32,
     pub low: u32,

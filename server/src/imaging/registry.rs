@@ -10,6 +10,7 @@ use super::diffusion::schedulers::{SamplerKind, SchedulerConfig};
 use super::diffusion::tokenizer::ClipTokenizer;
 use super::presets::{self, Family, Presets};
 use super::runtime::Runtime;
+use crate::config::{RemoteKind, RemoteModel};
 
 /// A model folder, checked, with its sessions loaded on demand.
 pub struct ModelEntry {
@@ -23,6 +24,11 @@ pub struct ModelEntry {
     pub is_sdxl: bool,
     /// Set when the folder is unusable; the model is still listed, with this reason.
     pub problem: Option<String>,
+    /// Set when the model is painted by a remote images API (`[[images.remote]]`), here.
+    pub remote: Option<RemoteModel>,
+    /// Whether sampler, steps, guidance and seed mean anything to whoever paints the model
+    /// (false for OpenAI-kind remote models, so they are not offered).
+    pub tunable: bool,
     loaded: Mutex<Option<Result<Arc<LoadedModel>, String>>>,
 }
 
@@ -60,6 +66,8 @@ impl ModelEntry {
                     has_vae_encoder: false,
                     is_sdxl: false,
                     problem: Some(problem),
+                    remote: None,
+                    tunable: true,
                     loaded: Mutex::new(None),
                 }
             }
@@ -155,6 +163,8 @@ impl ModelEntry {
             has_vae_encoder: dir.join("vae_encoder/model.onnx").is_file(),
             is_sdxl,
             problem: None,
+            remote: None,
+            tunable: true,
             loaded: Mutex::new(None),
         })
     }
@@ -238,6 +248,63 @@ impl ModelEntry {
         })
     }
 
+    /// An entry described by another process (see `catalog`): usable to check requests,
+    /// never loaded here. `family` and `presets` are the description's, already parsed.
+    pub(super) fn elsewhere(
+        described: &super::catalog::ModelDescription,
+        family: Family,
+        presets: Presets,
+    ) -> ModelEntry {
+        ModelEntry {
+            id: described.id.clone(),
+            dir: PathBuf::new(),
+            family,
+            presets,
+            scheduler: described.scheduler.clone(),
+            vae_scaling_factor: described.vae_scaling_factor,
+            has_vae_encoder: described.has_vae_encoder,
+            is_sdxl: described.is_sdxl,
+            problem: None,
+            remote: None,
+            tunable: described.tunable,
+            loaded: Mutex::new(Some(Err(
+                "this model is painted by another Easel process".into()
+            ))),
+        }
+    }
+
+    /// An entry painted by a remote images API. Its presets are the SD 1.5 defaults with the
+    /// configured sizes, which Easel-kind servers resolve the same way; OpenAI-kind servers only
+    /// read prompt, count and size.
+    pub fn remote(config: &RemoteModel) -> ModelEntry {
+        let mut presets = presets::family_defaults(Family::Sd1, &config.name);
+        presets.display_name = config.name.clone();
+        presets.default_size = config.sizes[0];
+        presets.allowed_sizes = config.sizes.clone();
+        presets.max_size = config
+            .sizes
+            .iter()
+            .map(|&(w, h)| w.max(h))
+            .max()
+            .unwrap_or(1024);
+        ModelEntry {
+            id: config.name.clone(),
+            dir: PathBuf::new(),
+            family: Family::Sd1,
+            presets,
+            scheduler: SchedulerConfig::default(),
+            vae_scaling_factor: 0.18215,
+            has_vae_encoder: config.edits,
+            is_sdxl: false,
+            problem: None,
+            tunable: config.kind == RemoteKind::Easel,
+            remote: Some(config.clone()),
+            loaded: Mutex::new(Some(Err(
+                "this model is painted by a remote images API".into()
+            ))),
+        }
+    }
+
     pub fn info(&self) -> ModelInfo {
         let p = &self.presets;
         ModelInfo {
@@ -251,10 +318,15 @@ impl ModelEntry {
                 .map(|&s| presets::size_text(s))
                 .collect(),
             max_size: p.max_size,
-            samplers: SamplerKind::ALL
-                .iter()
-                .map(|s| s.name().to_string())
-                .collect(),
+            // Only what whoever paints the model reads is offered.
+            samplers: if self.tunable {
+                SamplerKind::ALL
+                    .iter()
+                    .map(|s| s.name().to_string())
+                    .collect()
+            } else {
+                Vec::new()
+            },
             default_sampler: p.default_sampler.name().into(),
             default_guidance: p.default_guidance,
             steps: p.steps,
@@ -328,6 +400,16 @@ impl Registry {
     /// By id (folder name). The command line also accepts a folder path; it opens that itself.
     pub fn find(&self, name: &str) -> Option<Arc<ModelEntry>> {
         self.models.iter().find(|m| m.id == name).cloned()
+    }
+
+    /// Adds the remote models (a folder of the same name is replaced: the configuration says
+    /// where the model is painted).
+    pub fn add_remote(&mut self, remote: &[RemoteModel]) {
+        for r in remote {
+            self.models.retain(|m| m.id != r.name);
+            self.models.push(Arc::new(ModelEntry::remote(r)));
+        }
+        self.models.sort_by(|a, b| a.id.cmp(&b.id));
     }
 
     pub fn usable(&self) -> impl Iterator<Item = &Arc<ModelEntry>> {

@@ -11,7 +11,14 @@
 //! Jobs survive restarts: at start-up queued jobs stay queued, a job that was running goes back
 //! to the queue and starts again from its seed (same pixels; images it already stored are not
 //! stored twice), and `/v1` jobs are cancelled, since the client that waited is gone.
+//!
+//! Several processes (PostgreSQL, see `cluster`): any node queues, any worker whose models
+//! include the job's claims it (in the fair order), and events go through the database
+//! ([`mirror`]): the worker writes them, every node following the job mirrors them into its
+//! live log. A worker that dies loses its lease and the job is painted again elsewhere.
 
+mod catalog;
+mod mirror;
 pub mod prepare;
 pub mod queue;
 pub mod spec;
@@ -28,11 +35,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
+use crate::cluster::{Cluster, Topic};
 use crate::imaging::diffusion::pipeline::{FloatImage, Timings};
 use crate::imaging::request::GenerationRequest;
 use crate::imaging::ImageEngine;
 use crate::replay::Log;
-use crate::store::{self, ImageSource, JobRecord, JobState, NewJob, Queued, Store, StoreError};
+use crate::store::{
+    self, ImageSource, JobRecord, JobState, NewJob, Queued, Store, StoreError, Unfinished,
+};
 pub use spec::{CallerInfo, EditSource, JobSpec};
 
 /// How many jobs run at once and how many images may wait.
@@ -185,7 +195,6 @@ impl Quote {
 #[derive(Debug, Clone, Default)]
 struct InMemory {
     keep_pixels: bool,
-    milestones: Vec<u32>,
 }
 
 /// A job this process knows: its event log and how to stop it.
@@ -200,8 +209,9 @@ pub struct LiveJob {
     /// queue instead of ending as cancelled.
     handing_back: AtomicBool,
     keep_pixels: bool,
-    milestones: Vec<u32>,
     position: Mutex<Option<usize>>,
+    /// Whether this process mirrors the job's events from the database (see [`mirror`]).
+    mirrored: AtomicBool,
 }
 
 impl LiveJob {
@@ -222,8 +232,8 @@ struct Inner {
     settings: JobSettings,
     /// Prices jobs when credits are on (none for the command line).
     pricing: Option<Auth>,
-    /// This process's name in `image_jobs.worker`.
-    worker: String,
+    /// Where events and cancels go when several processes share the database.
+    cluster: Cluster,
     live: Mutex<HashMap<String, Arc<LiveJob>>>,
     running: AtomicUsize,
     wake: Notify,
@@ -246,6 +256,7 @@ impl JobService {
         engine: ImageEngine,
         settings: JobSettings,
         pricing: Option<Auth>,
+        cluster: Cluster,
     ) -> Result<JobService, StoreError> {
         let service = JobService {
             inner: Arc::new(Inner {
@@ -253,19 +264,34 @@ impl JobService {
                 engine,
                 settings,
                 pricing,
-                worker: format!("{}-{}", std::process::id(), &store::new_id()[24..]),
+                cluster,
                 live: Mutex::default(),
                 running: AtomicUsize::new(0),
                 wake: Notify::new(),
                 stopping: CancellationToken::new(),
             }),
         };
+        if service.inner.cluster.distributed() {
+            // Other processes may be painting: leases, not start-up, decide what was cut off.
+            catalog::advertise(&service).await;
+            tokio::spawn(catalog::follow(service.clone()));
+            if service.inner.settings.run_jobs {
+                tokio::spawn(worker::dispatch(service.clone()));
+            }
+            return Ok(service);
+        }
         // `/v1` jobs from before the restart: nobody waits for them any more. The rest of the
         // queue stays; running jobs start again from their seed.
         let gone = store.open_api_jobs().await?;
         for id in &gone {
             service
-                .finish(id, JobState::Cancelled, Some(CLIENT_GONE), None)
+                .finish(
+                    id,
+                    JobState::Cancelled,
+                    Some(CLIENT_GONE),
+                    None,
+                    Unfinished::Any,
+                )
                 .await?;
         }
         let requeued = store.requeue_running_jobs().await?;
@@ -287,7 +313,8 @@ impl JobService {
 
     /// Queues a job (refused when the queue is full) and returns its id and position.
     pub async fn submit(&self, order: JobOrder) -> Result<Submitted, SubmitError> {
-        let spec = JobSpec::new(&order.request, order.caller.clone());
+        let mut spec = JobSpec::new(&order.request, order.caller.clone());
+        spec.milestones = order.milestones.clone();
         let id = store::new_id();
         let (source_png, mask_png) = match &order.edit {
             Some(edit) => {
@@ -357,16 +384,19 @@ impl JobService {
             order.origin,
             InMemory {
                 keep_pixels: order.keep_pixels,
-                milestones: order.milestones,
             },
         );
+        self.mirror(&live);
         let position = worker::refresh_positions(&self.inner)
             .await
             .get(&id)
             .copied();
         let position = position.unwrap_or(0);
-        live.note_position(position);
+        if !self.inner.cluster.distributed() {
+            live.note_position(position);
+        }
         self.inner.wake.notify_one();
+        self.inner.cluster.announce_work().await;
         Ok(Submitted { id, position, cost })
     }
 
@@ -419,6 +449,7 @@ impl JobService {
         state: JobState,
         error: Option<(&str, &str)>,
         engine_ms: Option<i64>,
+        from: Unfinished,
     ) -> Result<bool, StoreError> {
         let finished = state == JobState::Done;
         self.inner
@@ -430,6 +461,7 @@ impl JobService {
                 &store::JobTimings {
                     engine_ms: engine_ms.unwrap_or(0),
                 },
+                from,
                 &move |reserved, done, n| {
                     crate::auth::credits::charge_for(reserved, done, n, finished)
                 },
@@ -473,8 +505,8 @@ impl JobService {
             cancel: self.inner.stopping.child_token(),
             handing_back: AtomicBool::new(false),
             keep_pixels: memory.keep_pixels,
-            milestones: memory.milestones,
             position: Mutex::new(None),
+            mirrored: AtomicBool::new(false),
         });
         live.insert(id, job.clone());
         (job, true)
@@ -509,8 +541,13 @@ impl JobService {
     /// A job of `owner`: live in this process, or rebuilt from the database (its stored
     /// images, and how it ended). Another owner's job is `None`, like a missing one.
     pub async fn job(&self, owner: &str, id: &str) -> Result<Option<Arc<LiveJob>>, StoreError> {
-        if let Some(live) = lock(&self.inner.live).get(id).cloned() {
-            return Ok((live.owner == owner).then_some(live));
+        let known = lock(&self.inner.live).get(id).cloned();
+        if let Some(live) = known {
+            if live.owner != owner {
+                return Ok(None);
+            }
+            self.mirror(&live);
+            return Ok(Some(live));
         }
         let Some(record) = self.inner.store.get_user_job(owner, id).await? else {
             return Ok(None);
@@ -521,6 +558,14 @@ impl JobService {
     /// A job known only to the database: a log replaying what it stored, ending with how it
     /// ended; a job still queued (it will run here) becomes live.
     async fn replayed(&self, record: JobRecord) -> Result<Arc<LiveJob>, StoreError> {
+        if self.inner.cluster.distributed()
+            && (!record.state.is_final() || self.inner.store.has_job_events(&record.id).await?)
+        {
+            // Its events are in the database, whoever painted it.
+            let (live, _) = self.adopt_record(&record)?;
+            self.mirror(&live);
+            return Ok(live);
+        }
         let (live, new) = self.adopt_record(&record)?;
         if !new {
             // The dispatcher took it up meanwhile: its log is the live one.
@@ -550,36 +595,67 @@ impl JobService {
         Ok(live)
     }
 
-    /// Stops a job of `owner` within one denoising step (or before it starts). `Ok(false)`: no
-    /// such job.
+    /// Stops a job of `owner` within one denoising step (or before it starts), wherever it is
+    /// painted. `Ok(false)`: no such job.
     pub async fn cancel(&self, owner: &str, id: &str) -> Result<bool, StoreError> {
         let Some(live) = self.job(owner, id).await? else {
             return Ok(false);
         };
-        live.cancel.cancel();
-        // A queued job never reaches the worker loop that would record the cancel.
-        if self.inner.store.get_job(id).await?.map(|j| j.state) == Some(JobState::Queued)
-            && self
-                .finish(
-                    id,
-                    JobState::Cancelled,
-                    Some(("cancelled", "The job was cancelled before it started.")),
-                    None,
-                )
-                .await?
+        if live.is_ended() {
+            return Ok(true);
+        }
+        // Still waiting: it ends here (a worker that claimed it a moment ago makes this fail,
+        // and is stopped below instead).
+        const BEFORE: &str = "The job was cancelled before it started.";
+        if self
+            .finish(
+                id,
+                JobState::Cancelled,
+                Some(("cancelled", BEFORE)),
+                None,
+                Unfinished::Queued,
+            )
+            .await?
         {
-            live.log.end(JobEvent::Ended(JobEnd {
-                state: JobState::Cancelled,
-                error: Some((
-                    "cancelled".into(),
-                    "The job was cancelled before it started.".into(),
-                )),
-                timings: None,
-            }));
-            self.retire(id);
+            live.cancel.cancel();
+            self.publish(
+                id,
+                JobEvent::Ended(JobEnd {
+                    state: JobState::Cancelled,
+                    error: Some(("cancelled".into(), BEFORE.into())),
+                    timings: None,
+                }),
+            )
+            .await;
+            if !self.inner.cluster.distributed() {
+                self.retire(id);
+            }
             worker::refresh_positions(&self.inner).await;
+            return Ok(true);
+        }
+        if self.inner.cluster.distributed() {
+            self.inner
+                .cluster
+                .cancel(&Topic::Job(id.to_string()))
+                .await?;
+        } else {
+            live.cancel.cancel();
         }
         Ok(true)
+    }
+
+    /// Sends a job's event to its followers: into the live log here, or (several processes)
+    /// into the database, from where every node following the job mirrors it.
+    pub(crate) async fn publish(&self, id: &str, event: JobEvent) {
+        publish(&self.inner, id, event).await
+    }
+
+    /// Starts mirroring a job's events from the database into its live log (several
+    /// processes only; once per job).
+    fn mirror(&self, live: &Arc<LiveJob>) {
+        if self.inner.cluster.distributed() && !live.mirrored.swap(true, Ordering::SeqCst) {
+            tokio::spawn(mirror::tail(self.clone(), live.clone()));
+        }
     }
 
     /// Cancels every unfinished job of a message (its reply was stopped or deleted).
@@ -649,6 +725,44 @@ impl JobService {
             tokio::time::sleep(KEEP_ENDED_JOB).await;
             lock(&inner.live).remove(&id);
         });
+    }
+}
+
+/// See [`JobService::publish`].
+async fn publish(inner: &Inner, id: &str, event: JobEvent) {
+    if !inner.cluster.distributed() {
+        let live = lock(&inner.live).get(id).cloned();
+        if let Some(live) = live {
+            match event {
+                JobEvent::Ended(_) => {
+                    live.log.end(event);
+                }
+                event => {
+                    let probe = event.clone();
+                    live.log
+                        .push_replacing(event, |old| mirror::replaces(&probe, old));
+                }
+            }
+        }
+        return;
+    }
+    // Previews are encoded as PNG: off the async threads.
+    let row = if matches!(event, JobEvent::Progress { .. }) {
+        tokio::task::spawn_blocking(move || mirror::encode(&event))
+            .await
+            .ok()
+            .flatten()
+    } else {
+        mirror::encode(&event)
+    };
+    let Some(row) = row else { return };
+    match inner
+        .store
+        .append_job_event(id, row.kind, &row.data, row.replaceable)
+        .await
+    {
+        Ok(_) => inner.cluster.announce(&Topic::Job(id.to_string())).await,
+        Err(e) => tracing::warn!(job = %id, "cannot keep the job's event: {e}"),
     }
 }
 

@@ -42,6 +42,10 @@ pub struct JobSpec {
     /// The prompt as the person wrote it (before the style template), for progress events.
     #[serde(default)]
     pub shown_prompt: String,
+    /// Steps whose previews stay in the event log (see `JobOrder::milestones`); stored so a
+    /// worker elsewhere keeps them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<u32>,
 }
 
 /// An edit's inputs at the job's size, as the one preparation function leaves them.
@@ -76,6 +80,7 @@ impl JobSpec {
             arguments: caller.arguments,
             source_image_id: caller.source_image_id,
             shown_prompt: caller.shown_prompt,
+            milestones: Vec::new(),
         }
     }
 

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::queue::{self, LastServed, Waiting};
-use super::{lock, Inner, JobEnd, JobEvent, JobImage, JobService, LiveJob};
+use super::{lock, publish, Inner, JobEnd, JobEvent, JobImage, JobService, LiveJob};
+use crate::cluster::Topic;
 use crate::imaging::diffusion::pipeline::Timings;
 use crate::imaging::{encode, parameters_text, EngineError, EngineEvent};
-use crate::store::{JobState, NewImage};
+use crate::store::{JobState, NewImage, Unfinished};
 
 /// How often a running job's progress is written to the database (live followers get every
 /// step from memory).
@@ -24,6 +25,7 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Starts queued jobs while slots are free, until the service stops.
 pub(super) async fn dispatch(service: JobService) {
     let inner = service.inner.clone();
+    let mut work = inner.cluster.work_signal();
     loop {
         if inner.stopping.is_cancelled() {
             return;
@@ -44,19 +46,36 @@ pub(super) async fn dispatch(service: JobService) {
         }
         tokio::select! {
             _ = inner.wake.notified() => {}
+            _ = work.changed() => {}
             _ = tokio::time::sleep(POLL_EVERY) => {}
             _ = inner.stopping.cancelled() => return,
         }
     }
 }
 
-/// The queue's fair order from the database; positions of live queued jobs are updated.
+/// The queue's fair order from the database; positions of queued jobs are announced (to
+/// this process's live jobs, or with several processes through the database, once per change
+/// whichever node computes it).
 pub(super) async fn refresh_positions(inner: &Inner) -> HashMap<String, usize> {
     let Ok(queued) = inner.store.queued_jobs().await else {
         return HashMap::new();
     };
+    let distributed = inner.cluster.distributed();
+    let running = if distributed {
+        inner.store.running_jobs().await.unwrap_or(0)
+    } else {
+        inner.running.load(Ordering::SeqCst)
+    };
     let (waiting, served) = snapshot(&queued);
-    let positions = queue::positions(&waiting, &served, inner.running.load(Ordering::SeqCst));
+    let positions = queue::positions(&waiting, &served, running);
+    if distributed {
+        for (id, p) in &positions {
+            if let Ok(true) = inner.store.set_job_position(id, *p as i64).await {
+                publish(inner, id, JobEvent::Queued { position: *p }).await;
+            }
+        }
+        return positions;
+    }
     let live: Vec<Arc<LiveJob>> = lock(&inner.live).values().cloned().collect();
     for job in live {
         if let Some(p) = positions.get(&job.id) {
@@ -88,8 +107,27 @@ async fn start_next(service: &JobService) -> Result<bool, crate::store::StoreErr
     let inner = &service.inner;
     let queued = inner.store.queued_jobs().await?;
     let (waiting, served) = snapshot(&queued);
+    // The fair order is the whole queue's; with several workers each takes the first job it
+    // can paint (alone, this process paints everything, and reports what it cannot).
+    let models: HashMap<&str, &str> = queued
+        .iter()
+        .map(|j| (j.id.as_str(), j.model.as_str()))
+        .collect();
+    let distributed = inner.cluster.distributed();
     for candidate in queue::order(&waiting, &served) {
-        if !inner.store.claim_job(&candidate.id, &inner.worker).await? {
+        if distributed
+            && !models
+                .get(candidate.id.as_str())
+                .is_some_and(|m| inner.engine.paints(m))
+        {
+            continue;
+        }
+        let lease = inner.cluster.lease_until();
+        if !inner
+            .store
+            .claim_job(&candidate.id, inner.cluster.node_id(), lease)
+            .await?
+        {
             continue; // cancelled meanwhile, or another process took it
         }
         let existing = lock(&inner.live).get(&candidate.id).cloned();
@@ -119,8 +157,14 @@ async fn start_next(service: &JobService) -> Result<bool, crate::store::StoreErr
 async fn run(service: &JobService, live: &Arc<LiveJob>) {
     let inner = &service.inner;
     let started = Instant::now();
-    live.log.push(JobEvent::Started);
+    let topic = Topic::Job(live.id.clone());
+    // A cancel asked on any node reaches this token.
+    inner.cluster.on_cancel(&topic, live.cancel.clone());
+    inner.cluster.set_current_job(Some(&live.id));
+    publish(inner, &live.id, JobEvent::Started).await;
     let outcome = paint(service, live).await;
+    inner.cluster.done_with(&topic);
+    inner.cluster.set_current_job(None);
     let engine_ms = started.elapsed().as_millis() as i64;
     let handing_back = live.handing_back.load(Ordering::SeqCst);
     let (state, error, timings) = match outcome {
@@ -130,6 +174,7 @@ async fn run(service: &JobService, live: &Arc<LiveJob>) {
                 tracing::error!(job = %live.id, "cannot hand the job back: {e}");
             }
             live.log.close();
+            inner.cluster.announce_work().await;
             return;
         }
         Err(EngineError::Cancelled) => (
@@ -142,22 +187,33 @@ async fn run(service: &JobService, live: &Arc<LiveJob>) {
         ),
         Err(e) => (
             JobState::Failed,
-            Some(("image_failed".to_string(), e.to_string())),
+            Some((e.code().to_string(), e.to_string())),
             None,
         ),
     };
     let error_ref = error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
-    if let Err(e) = service
-        .finish(&live.id, state, error_ref, Some(engine_ms))
+    match service
+        .finish(&live.id, state, error_ref, Some(engine_ms), Unfinished::Any)
         .await
     {
-        tracing::error!(job = %live.id, "cannot record the job's end: {e}");
+        Ok(true) => {}
+        // Ended elsewhere meanwhile (its lease ran out and another worker took it over).
+        Ok(false) => {
+            tracing::warn!(job = %live.id, "the job had already ended elsewhere");
+            return;
+        }
+        Err(e) => tracing::error!(job = %live.id, "cannot record the job's end: {e}"),
     }
-    live.log.end(JobEvent::Ended(JobEnd {
-        state,
-        error,
-        timings,
-    }));
+    publish(
+        inner,
+        &live.id,
+        JobEvent::Ended(JobEnd {
+            state,
+            error,
+            timings,
+        }),
+    )
+    .await;
     service.retire(&live.id);
 }
 
@@ -204,12 +260,10 @@ async fn paint(service: &JobService, live: &Arc<LiveJob>) -> Result<Timings, Eng
             event = rx.recv(), if events_open => match event {
                 None => events_open = false,
                 Some(EngineEvent::Step { first, step, steps, previews }) => {
-                    let milestone = live.milestones.contains(&step);
+                    let milestone = live.spec.milestones.contains(&step);
                     let event = JobEvent::Progress { first, step, steps, previews: Arc::new(previews), milestone };
                     // Only the newest progress is worth replaying, but milestones stay.
-                    live.log.push_replacing(event, |e| {
-                        matches!(e, JobEvent::Progress { milestone: false, .. })
-                    });
+                    publish(inner, &live.id, event).await;
                     if last_progress.elapsed() >= PROGRESS_EVERY || step == steps {
                         last_progress = Instant::now();
                         let _ = inner.store.job_progress(&live.id, step, steps).await;
@@ -220,7 +274,7 @@ async fn paint(service: &JobService, live: &Arc<LiveJob>) -> Result<Timings, Eng
                         continue;
                     }
                     let image = store_image(service, live, &request, generated, first_index).await?;
-                    live.log.push(JobEvent::Image(image));
+                    publish(inner, &live.id, JobEvent::Image(image)).await;
                 }
             }
         }

@@ -59,9 +59,20 @@ pub struct JobRecord {
 pub struct QueuedJob {
     pub id: String,
     pub user_id: String,
+    pub model: String,
     pub n: u32,
     /// When the owner last had a job start (ms), if ever.
     pub owner_last_started: Option<i64>,
+}
+
+/// Which jobs [`Store::finish_job`] may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfinished {
+    /// Queued or running (the worker painting it records its end).
+    Any,
+    /// Only one still waiting (a cancel must not end a job a worker just claimed: the worker
+    /// stops it and records that).
+    Queued,
 }
 
 /// How a job ended, with where its time went.
@@ -234,8 +245,8 @@ impl Store {
 
     /// The queue in arrival order, with when each owner was last served.
     pub async fn queued_jobs(&self) -> Result<Vec<QueuedJob>> {
-        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT j.id, j.user_id, j.n,
+        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT j.id, j.user_id, j.model, j.n,
                     (SELECT MAX(s.started_at) FROM image_jobs s WHERE s.user_id = j.user_id)
              FROM image_jobs j WHERE j.state = 'queued' ORDER BY j.queued_at, j.id",
         )
@@ -243,29 +254,46 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, user_id, n, owner_last_started)| QueuedJob {
+            .map(|(id, user_id, model, n, owner_last_started)| QueuedJob {
                 id,
                 user_id,
+                model,
                 n: u32::try_from(n.max(0)).unwrap_or(u32::MAX),
                 owner_last_started,
             })
             .collect())
     }
 
-    /// Moves a queued job to running for `worker`; false when someone else took it first (or
-    /// it was cancelled meanwhile).
-    pub async fn claim_job(&self, id: &str, worker: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE image_jobs SET state = 'running', worker = $1, started_at = $2, attempts = attempts + 1,
-                    step = 0, error_code = NULL, error_message = NULL
-             WHERE id = $3 AND state = 'queued'",
-        )
+    /// Moves a queued job to running for `worker` (a node id), leased until `lease_until`;
+    /// false when someone else took it first (or it was cancelled meanwhile). On PostgreSQL a
+    /// row another worker is claiming right now is skipped, not waited for.
+    pub async fn claim_job(&self, id: &str, worker: &str, lease_until: i64) -> Result<bool> {
+        let skip_locked = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        let done = sqlx::query(&format!(
+            "UPDATE image_jobs SET state = 'running', worker = $1, lease_until = $2, started_at = $3,
+                    attempts = attempts + 1, step = 0, error_code = NULL, error_message = NULL,
+                    cancel_requested = 0, position = NULL
+             WHERE id = (SELECT id FROM image_jobs WHERE id = $4 AND state = 'queued'{skip_locked})"
+        ))
         .bind(worker)
+        .bind(lease_until)
         .bind(now_ms())
         .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Jobs being painted now, by any process.
+    pub async fn running_jobs(&self) -> Result<usize> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM image_jobs WHERE state = 'running'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n.max(0) as usize)
     }
 
     /// Where a running job stands (written at most about once a second).
@@ -311,16 +339,22 @@ impl Store {
         state: JobState,
         error: Option<(&str, &str)>,
         timings: &JobTimings,
+        from: Unfinished,
         charge: &(dyn Fn(i64, u32, u32) -> i64 + Send + Sync),
     ) -> Result<bool> {
         let (code, message) = error.unzip();
         let now = now_ms();
         let mut tx = self.write().await?;
-        let done = sqlx::query(
+        let states = match from {
+            Unfinished::Any => "'queued', 'running'",
+            Unfinished::Queued => "'queued'",
+        };
+        let done = sqlx::query(&format!(
             "UPDATE image_jobs SET state = $1, error_code = $2, error_message = $3, finished_at = $4,
-                    engine_ms = engine_ms + $5, worker = NULL, lease_until = NULL
-             WHERE id = $6 AND state IN ('queued', 'running')",
-        )
+                    engine_ms = engine_ms + $5, painted_by = COALESCE(worker, painted_by),
+                    worker = NULL, lease_until = NULL
+             WHERE id = $6 AND state IN ({states})"
+        ))
         .bind(state.as_str())
         .bind(code)
         .bind(message)
@@ -444,6 +478,17 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected())
+    }
+
+    /// How many jobs each node finished since `since` (ms), for the workers' view.
+    pub async fn jobs_finished_since(&self, since: i64) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT painted_by, COUNT(*) FROM image_jobs
+             WHERE finished_at >= $1 AND painted_by IS NOT NULL GROUP BY painted_by",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Images waiting or being made (queued and running jobs), for `/api/health`.

@@ -122,6 +122,7 @@ impl Store {
         conversation_id: &str,
         content: &str,
         model: &str,
+        (node, lease_until): (&str, i64),
     ) -> Result<std::result::Result<TurnStart, String>> {
         let now = now_ms();
         let user_message = MessageRecord {
@@ -164,8 +165,8 @@ impl Store {
             insert_message(&mut tx, m).await?;
         }
         let inserted = sqlx::query(
-            "INSERT INTO runs (id, conversation_id, user_id, user_message_id, assistant_message_id, status, created_at)
-             VALUES ($1, $2, $3, $4, $5, 'running', $6)",
+            "INSERT INTO runs (id, conversation_id, user_id, user_message_id, assistant_message_id, status, created_at, node, lease_until)
+             VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8)",
         )
         .bind(&run_id)
         .bind(conversation_id)
@@ -173,6 +174,8 @@ impl Store {
         .bind(&user_message.id)
         .bind(&assistant.id)
         .bind(now)
+        .bind(node)
+        .bind(lease_until)
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {

@@ -11,7 +11,9 @@
 //! the busy timeout instead of one failing with "database is locked" when it upgrades.
 
 mod agents;
+mod cluster;
 mod conversations;
+pub mod copy;
 mod images;
 mod jobs;
 mod kinds;
@@ -21,9 +23,10 @@ mod sessions;
 mod users;
 
 pub use agents::{AgentRecord, AgentSettings, AgentVersionRecord};
+pub use cluster::{NodeRecord, Reaped, StoredEvent};
 pub use conversations::{ConversationRecord, NewConversation, UNTITLED};
 pub use images::{ImageBlob, ImageMeta, ImageRecord, NewImage};
-pub use jobs::{JobInputs, JobRecord, JobTimings, NewJob, Queued, QueuedJob};
+pub use jobs::{JobInputs, JobRecord, JobTimings, NewJob, Queued, QueuedJob, Unfinished};
 pub use kinds::{ImageSource, JobState, MessageStatus, Role, RunStatus};
 pub use messages::{ImportedMessage, MessageEnd, MessageRecord, ToolCall, TurnStart};
 pub use runs::RunRecord;

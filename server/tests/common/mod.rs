@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod llm;
+pub mod process;
 pub mod sse;
 
 use std::net::SocketAddr;
@@ -153,6 +154,7 @@ pub fn image_settings() -> ImageSettings {
         threads: 1,
         queue_max: easel::config::DEFAULT_IMAGE_QUEUE_MAX,
         workers: 1,
+        remote: Vec::new(),
     }
 }
 

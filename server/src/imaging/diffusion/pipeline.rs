@@ -91,7 +91,7 @@ pub enum PipelineEvent {
 }
 
 /// Where the time went; `onnx` is the time spent inside ONNX Runtime runs, so the rest is ours.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Timings {
     pub text_encoder_ms: f64,
     pub denoise_ms: f64,

@@ -45,7 +45,7 @@ mod testing;
 /// then uses the default of the diffusers class it reproduces (as
 /// `SomeScheduler.from_config(config)` does in diffusers). For example an SD 1.5 config without
 /// `timestep_spacing` gives "linspace" to euler and "leading" to ddim.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct SchedulerConfig {
     /// `_class_name`: the diffusers class the model was published with (informational).
