@@ -37,6 +37,12 @@ fn backend_client() -> reqwest::Client {
         .unwrap()
 }
 
+fn png(image: &image::RgbaImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
 /// A `/v1` generation through `easel` that must fail: its status and error body.
 async fn v1_failure(easel: &Easel, body: Value) -> (u16, Value) {
     let r = client()
@@ -89,6 +95,14 @@ sizes = ["256x256"]
 timeout = 1
 
 [[images.remote]]
+name = "plain"
+url = "{v1}"
+api_key = "{KEY}"
+model = "tiny-sd"
+kind = "openai"
+sizes = ["64x64"]
+
+[[images.remote]]
 name = "wrong-key"
 url = "{v1}"
 api_key = "not-the-key"
@@ -131,9 +145,10 @@ sizes = ["64x64"]
         .iter()
         .collect();
     let ids: Vec<&str> = images.iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["far", "impatient", "wrong-key"], "{offered}");
+    assert_eq!(ids, ["far", "impatient", "plain", "wrong-key"], "{offered}");
     assert!(images[0]["samplers"].as_array().unwrap().len() > 3);
     assert_eq!(images[2]["samplers"], json!([]), "{offered}");
+    assert_eq!(images[3]["samplers"], json!([]), "{offered}");
     assert_eq!(offered["default_image_model"], "far");
 
     // /v1 through the front gives the backend's own pixels for the same request.
@@ -153,6 +168,71 @@ sizes = ["64x64"]
     for k in 0..2 {
         assert_eq!(pixels(&through[k]), pixels(&direct[k]), "image {k}");
     }
+
+    // An edit through the front is the backend's own edit of the same source and mask.
+    let edit = |model: &str| {
+        let source = png(&image::RgbaImage::from_fn(64, 64, |x, y| {
+            image::Rgba([(x * 4) as u8, (y * 4) as u8, 90, 255])
+        }));
+        let mask = png(&image::RgbaImage::from_fn(64, 64, |x, _| {
+            image::Rgba([0, 0, 0, if x < 32 { 0 } else { 255 }])
+        }));
+        let part = |bytes: Vec<u8>, name: &str| {
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name(name.to_string())
+                .mime_str("image/png")
+                .unwrap()
+        };
+        let mut form = reqwest::multipart::Form::new()
+            .part("image", part(source, "source.png"))
+            .part("mask", part(mask, "mask.png"));
+        for (k, v) in [
+            ("model", model),
+            ("prompt", "a blue door"),
+            ("size", "64x64"),
+            ("seed", "4"),
+            ("strength", "0.8"),
+            ("steps", "4"),
+            ("sampler", "euler"),
+            ("schedule", "karras"),
+            ("guidance", "7"),
+        ] {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        form
+    };
+    let through: Value = client
+        .post(front.url("/v1/images/edits"))
+        .multipart(edit("far"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let direct: Value = back
+        .post(backend.url("/v1/images/edits"))
+        .multipart(edit("tiny-sd"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        pixels(&b64_images(&through)[0]),
+        pixels(&b64_images(&direct)[0]),
+        "{through}"
+    );
+
+    // An OpenAI-kind entry (no seed or sampler sent, a plain JSON answer) paints too.
+    let plain = post(
+        &client,
+        front.url("/v1/images/generations"),
+        json!({"model": "plain", "prompt": "a kite", "size": "64x64"}),
+    )
+    .await;
+    assert_eq!(b64_images(&plain).len(), 1);
 
     // Chat: the tool paints on the backend; the reply keeps the image.
     let conversation = front.painting_conversation(&client).await;
