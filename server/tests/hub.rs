@@ -149,6 +149,56 @@ async fn pulls_a_model_folder_that_then_loads() {
     assert_eq!(shared.lock().unwrap().served.len(), served_before);
 }
 
+/// Exporters name external data files as they like (`model.onnx.data`, `weights.bin`, one
+/// file per tensor…): every file a graph names is fetched, whatever its name.
+#[tokio::test]
+async fn every_external_data_file_a_graph_names_is_fetched() {
+    let renamed = "weights-unet.db"; // as long as `model.onnx_data`, so the graph stays valid
+    assert_eq!(renamed.len(), "model.onnx_data".len());
+    let files: Vec<(String, Vec<u8>)> = tiny_sd_files()
+        .into_iter()
+        .map(|(path, bytes)| match path.as_str() {
+            "unet/model.onnx_data" => (format!("unet/{renamed}"), bytes),
+            "unet/model.onnx" => {
+                let old = b"model.onnx_data";
+                let mut graph = bytes.clone();
+                let mut at = 0;
+                while let Some(i) = graph[at..].windows(old.len()).position(|w| w == old) {
+                    graph[at + i..at + i + old.len()].copy_from_slice(renamed.as_bytes());
+                    at += i + old.len();
+                }
+                assert!(at > 0, "the tiny UNet keeps its weights outside the graph");
+                (path, graph)
+            }
+            _ => (path, bytes),
+        })
+        .collect();
+    assert!(!easel::imaging::hub::wanted(&format!("unet/{renamed}")));
+    let unet = &files
+        .iter()
+        .find(|(p, _)| p == "unet/model.onnx")
+        .unwrap()
+        .1;
+    assert_eq!(easel::imaging::hub::external_data_names(unet), [renamed]);
+    let (endpoint, _) = hub(Hosted {
+        files: files.clone(),
+        ..Hosted::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest: PathBuf = dir.path().join("tiny-sd");
+    Hub::new(&endpoint, None)
+        .unwrap()
+        .pull("test/tiny-sd", "main", &dest, true)
+        .await
+        .unwrap();
+    assert!(dest.join("unet").join(renamed).is_file());
+    let entry = ModelEntry::open(&dest);
+    assert!(entry.problem.is_none(), "{:?}", entry.problem);
+    let runtime = easel::imaging::runtime::Runtime::load(&common::image_settings()).unwrap();
+    entry.load(&runtime).expect("the UNet finds its weights");
+}
+
 #[tokio::test]
 async fn a_partial_download_resumes_with_a_range_request() {
     let files = tiny_sd_files();

@@ -107,6 +107,7 @@ pub fn wanted(path: &str) -> bool {
         "text_encoder" | "text_encoder_2" | "unet" | "vae_decoder" | "vae_encoder" => {
             file.ends_with(".onnx")
                 || file.ends_with(".onnx_data")
+                || file.ends_with(".onnx.data")
                 || file == "weights.pb"
                 || file.ends_with(".json")
                 || file.ends_with(".pb")
@@ -115,6 +116,42 @@ pub fn wanted(path: &str) -> bool {
         "scheduler" => file.ends_with(".json"),
         _ => false,
     }
+}
+
+/// The external data files an ONNX graph names: each initializer stored outside the graph has
+/// an `external_data` entry `{key: "location", value: FILE}` (protobuf
+/// `StringStringEntryProto`: field 1 = key, field 2 = value). Found by their bytes, so no
+/// protobuf parser is needed; only plain relative file names are kept.
+pub fn external_data_names(graph: &[u8]) -> Vec<String> {
+    const KEY: &[u8] = b"\x0a\x08location\x12";
+    let mut names: Vec<String> = Vec::new();
+    let mut at = 0;
+    while let Some(found) = graph[at..].windows(KEY.len()).position(|w| w == KEY) {
+        let mut i = at + found + KEY.len();
+        at = i;
+        // The value's length, a varint.
+        let (mut len, mut shift) = (0usize, 0);
+        while let Some(&b) = graph.get(i) {
+            i += 1;
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 || shift > 28 {
+                break;
+            }
+        }
+        let Some(value) = graph.get(i..i.saturating_add(len)) else {
+            continue;
+        };
+        let Ok(name) = std::str::from_utf8(value) else {
+            continue;
+        };
+        let plain =
+            !name.is_empty() && safe_relative_path(name).is_ok_and(|p| p.components().count() == 1);
+        if plain && !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
 }
 
 pub struct Hub {
@@ -213,7 +250,8 @@ impl Hub {
         for file in &listed {
             inside(dest, &file.path)?;
         }
-        let files: Vec<RemoteFile> = listed.into_iter().filter(|f| wanted(&f.path)).collect();
+        let (mut files, others): (Vec<RemoteFile>, Vec<RemoteFile>) =
+            listed.into_iter().partition(|f| wanted(&f.path));
         let has = |p: &str| files.iter().any(|f| f.path == p);
         for required in [
             "model_index.json",
@@ -227,22 +265,63 @@ impl Hub {
                 )));
             }
         }
-        let total: u64 = files.iter().map(|f| f.size).sum();
+        let mut total: u64 = files.iter().map(|f| f.size).sum();
         let mut done: u64 = 0;
         let mut written = Vec::new();
-        for file in &files {
+        // Graphs first: the external data files they name (any name an exporter chose) join
+        // the list before the weights are fetched.
+        files.sort_by_key(|f| !f.path.ends_with(".onnx"));
+        let mut k = 0;
+        while k < files.len() {
+            let file = files[k].clone();
+            k += 1;
             let target = inside(dest, &file.path)?;
-            if target
+            let complete = target
                 .metadata()
                 .map(|m| m.len() == file.size)
-                .unwrap_or(false)
-            {
+                .unwrap_or(false);
+            if complete {
                 done += file.size;
-                continue;
             }
-            self.download(repo, revision, file, &target, &mut done, total, quiet)
-                .await?;
-            written.push(target);
+            if !complete
+                && !(target
+                    .metadata()
+                    .map(|m| m.len() == file.size)
+                    .unwrap_or(false))
+            {
+                self.download(repo, revision, &file, &target, &mut done, total, quiet)
+                    .await?;
+                written.push(target.clone());
+            }
+            if file.path.ends_with(".onnx") {
+                let folder = file.path.rsplit_once('/').map_or("", |(f, _)| f);
+                let graph = std::fs::read(&target).map_err(|source| PullError::Io {
+                    path: target.display().to_string(),
+                    source,
+                })?;
+                for name in external_data_names(&graph) {
+                    let path = if folder.is_empty() {
+                        name
+                    } else {
+                        format!("{folder}/{name}")
+                    };
+                    if files.iter().any(|f| f.path == path) {
+                        continue;
+                    }
+                    match others.iter().find(|f| f.path == path) {
+                        Some(extra) => {
+                            total += extra.size;
+                            files.push(extra.clone());
+                        }
+                        None => {
+                            return Err(PullError::Layout(format!(
+                                "{repo}@{revision}: {} names the external data file {path}, which the repository does not have",
+                                file.path
+                            )))
+                        }
+                    }
+                }
+            }
         }
         if !quiet {
             eprintln!(
