@@ -243,6 +243,35 @@ fn every_model_layout_generates_finite_images() {
     }
 }
 
+/// SDXL's `force_zeros_for_empty_prompt` (model_index.json): on (diffusers' default), an
+/// empty negative prompt is zeros, and blank is the same as empty; off, "" is encoded like
+/// any prompt, which paints differently.
+#[test]
+fn sdxl_reads_force_zeros_for_empty_prompt() {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let off = copy_model("tiny-sdxl", dir.path());
+    let index = off.join("model_index.json");
+    let text = std::fs::read_to_string(&index).unwrap().replace(
+        "\"force_zeros_for_empty_prompt\": true",
+        "\"force_zeros_for_empty_prompt\": false",
+    );
+    std::fs::write(&index, text).unwrap();
+    let (on, off) = (model("tiny-sdxl"), ModelEntry::open(&off));
+    assert!(on.zero_empty_negative && !off.zero_empty_negative);
+    let paint = |entry: &ModelEntry, negative: &str| {
+        let mut p = params("a house by a lake", (64, 64), 3, "euler", "discrete");
+        p.negative_prompt = negative.into();
+        let request = request::resolve(p, entry, SizePolicy::AnyMultipleOf8).unwrap();
+        generate(entry, &runtime, &request).remove(0).pixels.data
+    };
+    let zeroed = paint(&on, "");
+    assert_eq!(zeroed, paint(&on, "   "));
+    assert!(max_abs_diff(&zeroed, &paint(&off, "")) > 1e-4);
+    // A negative prompt that says something is encoded either way.
+    assert_eq!(paint(&on, "blurry"), paint(&off, "blurry"));
+}
+
 #[test]
 fn every_sampler_and_schedule_runs() {
     let runtime = runtime();

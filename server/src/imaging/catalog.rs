@@ -25,6 +25,9 @@ pub struct ModelDescription {
     pub vae_scaling_factor: f32,
     pub has_vae_encoder: bool,
     pub is_sdxl: bool,
+    /// SDXL's `force_zeros_for_empty_prompt`.
+    #[serde(default)]
+    pub zero_empty_negative: bool,
     /// Whether sampler, steps, guidance and seed are read (false for OpenAI-kind remote models).
     #[serde(default = "tunable_default")]
     pub tunable: bool,
@@ -52,6 +55,7 @@ impl ModelDescription {
             vae_scaling_factor: entry.vae_scaling_factor,
             has_vae_encoder: entry.has_vae_encoder,
             is_sdxl: entry.is_sdxl,
+            zero_empty_negative: entry.zero_empty_negative,
             tunable: entry.tunable,
         }
     }

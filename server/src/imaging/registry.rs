@@ -22,6 +22,9 @@ pub struct ModelEntry {
     pub vae_scaling_factor: f32,
     pub has_vae_encoder: bool,
     pub is_sdxl: bool,
+    /// SDXL's `force_zeros_for_empty_prompt` (`model_index.json`, true by default as in
+    /// diffusers): an empty negative prompt is zeros rather than the encoding of "".
+    pub zero_empty_negative: bool,
     /// Set when the folder is unusable; the model is still listed, with this reason.
     pub problem: Option<String>,
     /// Set when the model is painted by a remote images API (`[[images.remote]]`), here.
@@ -65,6 +68,7 @@ impl ModelEntry {
                     vae_scaling_factor: 0.18215,
                     has_vae_encoder: false,
                     is_sdxl: false,
+                    zero_empty_negative: false,
                     problem: Some(problem),
                     remote: None,
                     tunable: true,
@@ -162,6 +166,11 @@ impl ModelEntry {
             vae_scaling_factor,
             has_vae_encoder: dir.join("vae_encoder/model.onnx").is_file(),
             is_sdxl,
+            zero_empty_negative: is_sdxl
+                && index
+                    .get("force_zeros_for_empty_prompt")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(true),
             problem: None,
             remote: None,
             tunable: true,
@@ -264,6 +273,7 @@ impl ModelEntry {
             vae_scaling_factor: described.vae_scaling_factor,
             has_vae_encoder: described.has_vae_encoder,
             is_sdxl: described.is_sdxl,
+            zero_empty_negative: described.zero_empty_negative,
             problem: None,
             remote: None,
             tunable: described.tunable,
@@ -296,6 +306,7 @@ impl ModelEntry {
             vae_scaling_factor: 0.18215,
             has_vae_encoder: config.edits,
             is_sdxl: false,
+            zero_empty_negative: false,
             problem: None,
             tunable: config.kind == RemoteKind::Easel,
             remote: Some(config.clone()),

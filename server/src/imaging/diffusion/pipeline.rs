@@ -152,7 +152,7 @@ pub fn generate(
             entry,
             model,
             input.negative_prompt,
-            entry.is_sdxl,
+            entry.zero_empty_negative,
             &mut clock,
         )?)
     } else {
@@ -414,7 +414,8 @@ struct TextEmbedding {
 /// SD 1.x/2.x: the encoder's `last_hidden_state`. SDXL: both encoders' penultimate hidden
 /// states side by side, and the second encoder's projected pooled output (diffusers
 /// `encode_prompt` of `StableDiffusionXLPipeline`). `zero_if_empty`: SDXL's
-/// `force_zeros_for_empty_prompt` for an empty negative prompt.
+/// `force_zeros_for_empty_prompt` for an empty negative prompt (with the flag off, "" is
+/// encoded like any prompt).
 fn encode_prompt(
     entry: &ModelEntry,
     model: &LoadedModel,
