@@ -230,6 +230,25 @@ impl ModelEntry {
         } else {
             None
         };
+        if let Some((_, encoder_2)) = &second {
+            // SDXL conditions on the penultimate layer: an export without hidden states
+            // would paint with the wrong one, so it is refused with the way out.
+            for encoder in [&text_encoder, encoder_2] {
+                let names = encoder.outputs.iter().map(|p| p.name.as_str());
+                if super::diffusion::pipeline::penultimate_output(names).is_none() {
+                    return Err(ModelError::MissingOutput {
+                        file: encoder.file(),
+                        output: "hidden_states.N (SDXL needs the penultimate layer; export the text encoders with their hidden states, as optimum-cli does)".into(),
+                        available: encoder
+                            .outputs
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            }
+        }
         let unet = onnx("unet")?;
         for input in ["sample", "timestep", "encoder_hidden_states"] {
             unet.require_input(input)?;

@@ -458,6 +458,26 @@ fn encode_prompt(
     })
 }
 
+/// The output holding the penultimate layer's hidden states: of the `hidden_states.K` outputs
+/// (embeddings, then each layer), `K = last - 1`. SDXL needs it; the registry refuses SDXL
+/// encoders without it rather than paint with the wrong layer.
+pub fn penultimate_output<'a>(outputs: impl Iterator<Item = &'a str>) -> Option<usize> {
+    let layers: Vec<(usize, usize)> = outputs
+        .enumerate()
+        .filter_map(|(i, name)| {
+            name.strip_prefix("hidden_states.")
+                .and_then(|k| k.parse().ok())
+                .map(|k| (k, i))
+        })
+        .collect();
+    match layers.iter().max() {
+        Some(&(last, _)) if last > 0 => {
+            layers.iter().find(|(k, _)| *k == last - 1).map(|&(_, i)| i)
+        }
+        _ => None,
+    }
+}
+
 /// Tokenises and runs one text encoder. Returns the hidden states to use and the pooled output
 /// (`text_embeds` when the encoder has a projection, else `pooler_output`).
 fn run_encoder(
@@ -469,24 +489,7 @@ fn run_encoder(
 ) -> Result<(Output, Option<Output>), PipelineError> {
     let ids = tokenizer.encode(text);
     let hidden_index = if penultimate {
-        // `hidden_states.K` outputs: embeddings then each layer; the penultimate layer is K-1.
-        let layers: Vec<(usize, usize)> = encoder
-            .outputs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                p.name
-                    .strip_prefix("hidden_states.")
-                    .and_then(|k| k.parse().ok())
-                    .map(|k| (k, i))
-            })
-            .collect();
-        match layers.iter().max() {
-            Some(&(last, _)) if last > 0 => {
-                layers.iter().find(|(k, _)| *k == last - 1).map(|&(_, i)| i)
-            }
-            _ => None,
-        }
+        penultimate_output(encoder.outputs.iter().map(|p| p.name.as_str()))
     } else {
         None
     };
@@ -789,6 +792,33 @@ impl Clock {
             vae_ms: ms(self.vae),
             onnx_ms: ms(self.onnx),
         }
+    }
+}
+
+#[cfg(test)]
+mod penultimate_tests {
+    use super::penultimate_output;
+
+    #[test]
+    fn the_penultimate_layer_is_found_or_missing() {
+        let names = [
+            "last_hidden_state",
+            "hidden_states.0",
+            "hidden_states.2",
+            "hidden_states.1",
+            "text_embeds",
+        ];
+        assert_eq!(penultimate_output(names.into_iter()), Some(3));
+        assert_eq!(
+            penultimate_output(["last_hidden_state", "pooler_output"].into_iter()),
+            None
+        );
+        assert_eq!(penultimate_output(["hidden_states.0"].into_iter()), None);
+        // A gap where the penultimate layer should be.
+        assert_eq!(
+            penultimate_output(["hidden_states.0", "hidden_states.2"].into_iter()),
+            None
+        );
     }
 }
 
