@@ -272,6 +272,48 @@ fn sdxl_reads_force_zeros_for_empty_prompt() {
     assert_eq!(paint(&on, "blurry"), paint(&off, "blurry"));
 }
 
+/// An fp16 VAE that overflows (forced here with a tiny scaling factor, so the latents it gets
+/// exceed fp16's range): without an fp32 decoder the error says what to get; with one in
+/// `vae_decoder_fp32/`, the image is decoded again in fp32 and comes out finite.
+#[test]
+fn an_overflowing_fp16_vae_is_decoded_again_in_fp32() {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = copy_model("tiny-sdxl", dir.path());
+    let config = folder.join("vae_decoder/config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["scaling_factor"] = serde_json::json!(1e-9);
+    std::fs::write(&config, json.to_string()).unwrap();
+    let paint = |entry: &ModelEntry| {
+        let p = params("a house by a lake", (64, 64), 2, "euler", "discrete");
+        let request = request::resolve(p, entry, SizePolicy::AnyMultipleOf8).unwrap();
+        run_job(
+            entry,
+            &runtime,
+            &request,
+            &mut |_| {},
+            &|| false,
+            None,
+            true,
+        )
+    };
+    let err = paint(&ModelEntry::open(&folder))
+        .err()
+        .expect("fp16 overflows");
+    let message = err.to_string();
+    assert!(message.contains("vae_decoder_fp32"), "{message}");
+    // An fp32 decoder (the tiny SD 1.5 one has the same latent and image shapes).
+    copy_dir(
+        &common::test_models_dir().join("tiny-sd/vae_decoder"),
+        &folder.join("vae_decoder_fp32"),
+    );
+    let images = paint(&ModelEntry::open(&folder))
+        .expect("decoded again in fp32")
+        .0;
+    assert!(images[0].pixels.data.iter().all(|v| v.is_finite()));
+}
+
 #[test]
 fn every_sampler_and_schedule_runs() {
     let runtime = runtime();

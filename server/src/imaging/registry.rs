@@ -43,6 +43,8 @@ pub struct LoadedModel {
     pub second: Option<(ClipTokenizer, OnnxModel)>,
     pub unet: OnnxModel,
     pub vae_decoder: OnnxModel,
+    /// An fp32 decoder (`vae_decoder_fp32/`) to decode again when an fp16 one overflows.
+    pub vae_decoder_fp32: Option<OnnxModel>,
     pub vae_encoder: Option<OnnxModel>,
 }
 
@@ -259,6 +261,13 @@ impl ModelEntry {
         }
         let vae_decoder = onnx("vae_decoder")?;
         vae_decoder.require_input("latent_sample")?;
+        let vae_decoder_fp32 = if self.dir.join("vae_decoder_fp32/model.onnx").is_file() {
+            let d = onnx("vae_decoder_fp32")?;
+            d.require_input("latent_sample")?;
+            Some(d)
+        } else {
+            None
+        };
         let vae_encoder = if self.has_vae_encoder {
             let e = onnx("vae_encoder")?;
             e.require_input("sample")?;
@@ -272,6 +281,7 @@ impl ModelEntry {
             second,
             unet,
             vae_decoder,
+            vae_decoder_fp32,
             vae_encoder,
         })
     }

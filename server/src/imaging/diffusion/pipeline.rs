@@ -342,31 +342,48 @@ pub fn generate(
             .iter()
             .map(|v| v / entry.vae_scaling_factor)
             .collect();
-        let out = clock
-            .run(
-                &model.vae_decoder,
-                &[(
-                    "latent_sample",
-                    Feed::F32(&[1, LATENT_CHANNELS, h, w], &scaled),
-                )],
-                &[0],
-                run_options,
-            )?
-            .remove(0);
-        if out.data.len() != 3 * input.width as usize * input.height as usize {
-            return Err(PipelineError::Invalid(format!(
-                "{}: the VAE decoder returned shape {:?}, expected [1, 3, {}, {}]",
-                model.vae_decoder.file(),
-                out.shape,
-                input.height,
-                input.width
-            )));
-        }
+        let decode = |decoder: &OnnxModel, clock: &mut Clock| -> Result<Output, PipelineError> {
+            let out = clock
+                .run(
+                    decoder,
+                    &[(
+                        "latent_sample",
+                        Feed::F32(&[1, LATENT_CHANNELS, h, w], &scaled),
+                    )],
+                    &[0],
+                    run_options,
+                )?
+                .remove(0);
+            if out.data.len() != 3 * input.width as usize * input.height as usize {
+                return Err(PipelineError::Invalid(format!(
+                    "{}: the VAE decoder returned shape {:?}, expected [1, 3, {}, {}]",
+                    decoder.file(),
+                    out.shape,
+                    input.height,
+                    input.width
+                )));
+            }
+            Ok(out)
+        };
+        let mut out = decode(&model.vae_decoder, &mut clock)?;
         if out.data.iter().any(|v| !v.is_finite()) {
-            return Err(PipelineError::Invalid(format!(
-                "{}: the VAE decoder produced NaN or infinity (an fp16 VAE overflowing: use an fp32 VAE, or an fp16-fixed one for SDXL)",
-                model.vae_decoder.file()
-            )));
+            // An fp16 VAE overflowing (SDXL's own VAE does at some sizes): decode again in
+            // fp32 when the folder has that decoder, else say what to get.
+            let Some(fp32) = &model.vae_decoder_fp32 else {
+                return Err(PipelineError::Invalid(format!(
+                    "{}: the VAE decoder produced NaN or infinity (an fp16 VAE overflowing). Put an fp32 VAE decoder in {}/vae_decoder_fp32/ (Easel then decodes again with it), or use an fp32 export, or for SDXL the fp16-fixed VAE (madebyollin/sdxl-vae-fp16-fix)",
+                    model.vae_decoder.file(),
+                    entry.dir.display()
+                )));
+            };
+            tracing::warn!(model = %entry.id, "the fp16 VAE overflowed; decoding again in fp32");
+            out = decode(fp32, &mut clock)?;
+            if out.data.iter().any(|v| !v.is_finite()) {
+                return Err(PipelineError::Invalid(format!(
+                    "{}: the fp32 VAE decoder produced NaN or infinity too; the latents are broken",
+                    fp32.file()
+                )));
+            }
         }
         let image = FloatImage {
             width: input.width,
