@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use easel::imaging::diffusion::npy;
 use easel::imaging::diffusion::pipeline::EditInput;
 use easel::imaging::diffusion::schedulers::{SamplerKind, Schedule};
+use easel::imaging::presets::Family;
 use easel::imaging::registry::ModelEntry;
 use easel::imaging::request::{self, GenerationRequest, ImageParams, SizeChoice, SizePolicy};
 use easel::imaging::runtime::Runtime;
@@ -298,9 +299,7 @@ fn an_overflowing_fp16_vae_is_decoded_again_in_fp32() {
             true,
         )
     };
-    let err = paint(&ModelEntry::open(&folder))
-        .err()
-        .expect("fp16 overflows");
+    let err = paint(&ModelEntry::open(&folder)).expect_err("fp16 overflows");
     let message = err.to_string();
     assert!(message.contains("vae_decoder_fp32"), "{message}");
     // An fp32 decoder (the tiny SD 1.5 one has the same latent and image shapes).
@@ -312,6 +311,48 @@ fn an_overflowing_fp16_vae_is_decoded_again_in_fp32() {
         .expect("decoded again in fp32")
         .0;
     assert!(images[0].pixels.data.iter().all(|v| v.is_finite()));
+}
+
+/// Families come from the configs, not only the name: a `trailing` epsilon schedule is Turbo;
+/// an LCM scheduler over a UNet without a guidance embedding (an LCM-LoRA merge) is LCM with
+/// guidance off by default; a true LCM keeps its guidance embedding's default.
+#[test]
+fn families_are_detected_from_the_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let edit_scheduler = |folder: &Path, change: &dyn Fn(&mut serde_json::Value)| {
+        let path = folder.join("scheduler/scheduler_config.json");
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        change(&mut json);
+        std::fs::write(&path, json.to_string()).unwrap();
+        // The family's own defaults, not the test model's presets.
+        std::fs::remove_file(folder.join("easel.toml")).unwrap();
+    };
+    let turbo = copy_model("tiny-sd", &dir.path().join("a"));
+    edit_scheduler(&turbo, &|j| {
+        j["timestep_spacing"] = serde_json::json!("trailing")
+    });
+    let entry = ModelEntry::open(&turbo);
+    assert_eq!(entry.family.name(), Family::Turbo.name());
+    assert_eq!(entry.presets.default_guidance, 0.0);
+
+    let lora = copy_model("tiny-sd", &dir.path().join("b"));
+    edit_scheduler(&lora, &|j| {
+        j["_class_name"] = serde_json::json!("LCMScheduler")
+    });
+    let entry = ModelEntry::open(&lora);
+    assert_eq!(entry.family.name(), Family::Lcm.name());
+    assert_eq!(
+        entry.presets.default_guidance, 1.0,
+        "LCM-LoRA: no CFG by default"
+    );
+
+    let lcm = model("tiny-lcm");
+    assert_eq!(lcm.family.name(), Family::Lcm.name());
+    assert!(
+        lcm.presets.default_guidance > 1.0,
+        "a true LCM keeps its guidance"
+    );
 }
 
 #[test]

@@ -181,9 +181,42 @@ pub fn family_defaults(family: Family, name: &str) -> Presets {
     }
 }
 
+/// What else about a model decides its defaults, beyond its family.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Traits {
+    pub sdxl: bool,
+    /// The UNet takes a guidance embedding (`timestep_cond`): true LCM distillations do,
+    /// LCM-LoRA-style UNets do not.
+    pub guidance_embedding: bool,
+}
+
+/// The family's defaults adjusted to the model: SDXL-based LCMs keep SDXL's sizes; LCM UNets
+/// without a guidance embedding (LCM-LoRA merges) paint with little or no classifier-free
+/// guidance (1.0 turns it off; their authors recommend 1 to 2).
+pub fn defaults_for(family: Family, traits: Traits, name: &str) -> Presets {
+    let mut presets = family_defaults(family, name);
+    if family == Family::Lcm {
+        if traits.sdxl {
+            let sdxl = family_defaults(Family::Sdxl, name);
+            presets.default_size = sdxl.default_size;
+            presets.allowed_sizes = sdxl.allowed_sizes;
+            presets.max_size = sdxl.max_size;
+        }
+        if !traits.guidance_embedding {
+            presets.default_guidance = 1.0;
+        }
+    }
+    presets
+}
+
 /// Reads `easel.toml` (when present) over the family defaults. Returns the family too, since the
 /// file may name it explicitly.
-pub fn load(dir: &Path, detected: Family, name: &str) -> Result<(Family, Presets), String> {
+pub fn load(
+    dir: &Path,
+    detected: Family,
+    traits: Traits,
+    name: &str,
+) -> Result<(Family, Presets), String> {
     let path = dir.join("easel.toml");
     let file: PresetFile = if path.is_file() {
         let text =
@@ -202,7 +235,7 @@ pub fn load(dir: &Path, detected: Family, name: &str) -> Result<(Family, Presets
         })?,
         None => detected,
     };
-    let mut presets = family_defaults(family, name);
+    let mut presets = defaults_for(family, traits, name);
     let bad = |key: &str, value: &str| {
         format!(
             "{}: {key} `{value}` is not WIDTHxHEIGHT in multiples of 8",
@@ -267,6 +300,25 @@ pub fn size_text((w, h): (u32, u32)) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sdxl_lcm_keeps_sdxl_sizes_and_lcm_lora_turns_guidance_off() {
+        let sdxl_lcm = super::defaults_for(
+            Family::Lcm,
+            super::Traits {
+                sdxl: true,
+                guidance_embedding: true,
+            },
+            "x",
+        );
+        let sdxl = family_defaults(Family::Sdxl, "x");
+        assert_eq!(sdxl_lcm.allowed_sizes, sdxl.allowed_sizes);
+        assert_eq!(sdxl_lcm.default_size, (1024, 1024));
+        assert_eq!(sdxl_lcm.default_guidance, 8.5);
+        let lora = super::defaults_for(Family::Lcm, super::Traits::default(), "x");
+        assert_eq!(lora.default_guidance, 1.0);
+        assert_eq!(lora.default_size, (512, 512));
+    }
+
     use super::*;
 
     #[test]
@@ -285,7 +337,7 @@ mod tests {
             "display_name = \"Mine\"\ndefault_size = \"64x64\"\nallowed_sizes = [\"128x128\"]\n[steps]\nhigh = 9\n",
         )
         .unwrap();
-        let (family, p) = load(dir.path(), Family::Sd1, "x").unwrap();
+        let (family, p) = load(dir.path(), Family::Sd1, Traits::default(), "x").unwrap();
         assert_eq!(family, Family::Sd1);
         assert_eq!(p.display_name, "Mine");
         assert_eq!(p.allowed_sizes, vec![(64, 64), (128, 128)]);
@@ -297,7 +349,7 @@ mod tests {
     fn bad_preset_file_names_file_and_key() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("easel.toml"), "default_size = \"huge\"").unwrap();
-        let err = load(dir.path(), Family::Sd1, "x").unwrap_err();
+        let err = load(dir.path(), Family::Sd1, Traits::default(), "x").unwrap_err();
         assert!(
             err.contains("easel.toml") && err.contains("default_size"),
             "{err}"

@@ -147,7 +147,13 @@ impl ModelEntry {
                 .unwrap_or("")
         )
         .to_lowercase();
-        let detected = if name_hint.contains("turbo") {
+        // Turbo (adversarially distilled, 1–4 steps, no CFG) ships a `trailing` epsilon
+        // schedule; zero-SNR v-prediction models are trailing too, so they are excluded.
+        let turbo_schedule = scheduler.timestep_spacing.as_deref() == Some("trailing")
+            && !scheduler.rescale_betas_zero_snr
+            && scheduler.prediction_type == "epsilon"
+            && !lcm;
+        let detected = if name_hint.contains("turbo") || turbo_schedule {
             Family::Turbo
         } else if lcm {
             Family::Lcm
@@ -158,7 +164,13 @@ impl ModelEntry {
         } else {
             Family::Sd1
         };
-        let (family, presets) = presets::load(dir, detected, id)?;
+        let traits = presets::Traits {
+            sdxl: is_sdxl,
+            guidance_embedding: unet_config
+                .get("time_cond_proj_dim")
+                .is_some_and(|v| !v.is_null()),
+        };
+        let (family, presets) = presets::load(dir, detected, traits, id)?;
         Ok(ModelEntry {
             id: id.to_string(),
             dir: dir.to_path_buf(),
