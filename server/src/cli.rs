@@ -109,6 +109,9 @@ pub struct GenerateArgs {
     pub quality: String,
     #[arg(long)]
     pub guidance: Option<f32>,
+    /// 0–1 (diffusers' guidance_rescale); zero-SNR v-prediction models default to 0.7
+    #[arg(long)]
+    pub guidance_rescale: Option<f32>,
     #[arg(long)]
     pub sampler: Option<String>,
     /// discrete or karras.
@@ -308,6 +311,7 @@ async fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
         })?,
         steps: args.steps,
         guidance: args.guidance,
+        guidance_rescale: args.guidance_rescale,
         sampler: args.sampler.clone(),
         schedule: args.schedule.clone(),
         seed: args.seed,

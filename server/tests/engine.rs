@@ -355,6 +355,35 @@ fn families_are_detected_from_the_configs() {
     );
 }
 
+/// `guidance_rescale`: zero-SNR v-prediction models default to 0.7, others to 0; a rescale
+/// changes the picture; out-of-range values name the field.
+#[test]
+fn guidance_rescale_defaults_to_zero_snr_models_and_changes_the_picture() {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = model("tiny-sd2-v");
+    let zero_snr = copy_model("tiny-sd2-v", dir.path());
+    let path = zero_snr.join("scheduler/scheduler_config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["rescale_betas_zero_snr"] = serde_json::json!(true);
+    json["timestep_spacing"] = serde_json::json!("trailing");
+    std::fs::write(&path, json.to_string()).unwrap();
+    let zero_snr = ModelEntry::open(&zero_snr);
+    let resolve = |entry: &ModelEntry, rescale: Option<f32>| {
+        let mut p = params("a house by a lake", (64, 64), 3, "euler", "discrete");
+        p.guidance_rescale = rescale;
+        request::resolve(p, entry, SizePolicy::AnyMultipleOf8)
+    };
+    assert_eq!(resolve(&plain, None).unwrap().guidance_rescale, 0.0);
+    assert_eq!(resolve(&zero_snr, None).unwrap().guidance_rescale, 0.7);
+    let err = resolve(&plain, Some(1.5)).unwrap_err();
+    assert_eq!(err.field, "guidance_rescale");
+    let none = generate(&plain, &runtime, &resolve(&plain, Some(0.0)).unwrap());
+    let rescaled = generate(&plain, &runtime, &resolve(&plain, Some(0.7)).unwrap());
+    assert!(max_abs_diff(&none[0].pixels.data, &rescaled[0].pixels.data) > 1e-4);
+}
+
 #[test]
 fn every_sampler_and_schedule_runs() {
     let runtime = runtime();

@@ -262,6 +262,7 @@ struct Common {
     seed: Option<u64>,
     steps: Option<i64>,
     guidance: Option<f32>,
+    guidance_rescale: Option<f32>,
     sampler: Option<String>,
     schedule: Option<String>,
     stream: Option<bool>,
@@ -361,6 +362,7 @@ impl Common {
             quality,
             steps: self.steps,
             guidance: self.guidance,
+            guidance_rescale: self.guidance_rescale,
             sampler: self.sampler.clone(),
             schedule: self.schedule.clone(),
             seed: self.seed,
@@ -479,6 +481,9 @@ async fn edits(State(state): State<AppState>, headers: HeaderMap, request: Reque
                 }
                 "steps" => body.steps = Some(whole("steps")?),
                 "guidance" => body.guidance = Some(number("guidance")? as f32),
+                "guidance_rescale" => {
+                    body.guidance_rescale = Some(number("guidance_rescale")? as f32)
+                }
                 "sampler" => body.sampler = Some(text()),
                 "schedule" => body.schedule = Some(text()),
                 "strength" => body.strength = Some(number("strength")? as f32),

@@ -472,6 +472,7 @@ pub fn run_job(
             height: request.height,
             steps: request.steps,
             guidance: request.guidance,
+            guidance_rescale: request.guidance_rescale,
             sampler: request.sampler,
             schedule: request.schedule,
             seeds: chunk_seeds,

@@ -200,6 +200,7 @@ async fn send(
         fields.push(("seed", request.seed.to_string()));
         fields.push(("steps", request.steps.to_string()));
         fields.push(("guidance", request.guidance.to_string()));
+        fields.push(("guidance_rescale", request.guidance_rescale.to_string()));
         fields.push(("sampler", request.sampler.name().to_string()));
         fields.push(("schedule", request.schedule.name().to_string()));
         if !request.negative_prompt.is_empty() {
@@ -221,7 +222,7 @@ async fn send(
                         .parse::<u64>()
                         .map(serde_json::Value::from)
                         .unwrap_or(value.into()),
-                    "guidance" => value
+                    "guidance" | "guidance_rescale" => value
                         .parse::<f64>()
                         .map(serde_json::Value::from)
                         .unwrap_or(value.into()),

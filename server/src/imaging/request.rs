@@ -74,6 +74,9 @@ pub struct ImageParams {
     pub quality: Quality,
     pub steps: Option<i64>,
     pub guidance: Option<f32>,
+    /// diffusers' `guidance_rescale` (0–1): pulls the guided prediction's spread back to the
+    /// conditional one's, against over-exposure with zero-SNR v-prediction models.
+    pub guidance_rescale: Option<f32>,
     pub sampler: Option<String>,
     pub schedule: Option<String>,
     pub seed: Option<u64>,
@@ -96,6 +99,7 @@ pub struct GenerationRequest {
     pub height: u32,
     pub steps: u32,
     pub guidance: f32,
+    pub guidance_rescale: f32,
     pub sampler: SamplerKind,
     pub schedule: Schedule,
     /// Image `i` uses `seed + i`, so each image can be remade alone from its own seed.
@@ -234,6 +238,23 @@ pub fn resolve(
             format!("must be from 0 to {MAX_GUIDANCE} (got {guidance})"),
         ));
     }
+    // Zero-SNR v-prediction models are trained to be guided with a rescale (0.7 in "Common
+    // Diffusion Noise Schedules and Sample Steps are Flawed"); others default to none.
+    let guidance_rescale = params.guidance_rescale.unwrap_or(
+        if model.scheduler.rescale_betas_zero_snr
+            && model.scheduler.prediction_type == "v_prediction"
+        {
+            0.7
+        } else {
+            0.0
+        },
+    );
+    if !guidance_rescale.is_finite() || !(0.0..=1.0).contains(&guidance_rescale) {
+        return Err(bad(
+            "guidance_rescale",
+            format!("must be from 0 to 1 (got {guidance_rescale})"),
+        ));
+    }
     let sampler = match params
         .sampler
         .as_deref()
@@ -304,6 +325,7 @@ pub fn resolve(
         height,
         steps: steps as u32,
         guidance,
+        guidance_rescale,
         sampler,
         schedule,
         seed: params.seed.unwrap_or_else(random_seed),

@@ -25,6 +25,9 @@ pub struct JobSpec {
     pub height: u32,
     pub steps: u32,
     pub guidance: f32,
+    /// 0 for every job stored before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub guidance_rescale: f32,
     pub sampler: String,
     pub schedule: String,
     pub seed: u64,
@@ -72,6 +75,7 @@ impl JobSpec {
             height: request.height,
             steps: request.steps,
             guidance: request.guidance,
+            guidance_rescale: request.guidance_rescale,
             sampler: request.sampler.name().into(),
             schedule: request.schedule.name().into(),
             seed: request.seed,
@@ -131,6 +135,7 @@ impl JobSpec {
             height: self.height,
             steps: self.steps,
             guidance: self.guidance,
+            guidance_rescale: self.guidance_rescale,
             sampler: SamplerKind::parse(&self.sampler).ok_or_else(|| bad("unknown sampler"))?,
             schedule: Schedule::parse(&self.schedule).ok_or_else(|| bad("unknown schedule"))?,
             seed: self.seed,
@@ -193,4 +198,8 @@ pub fn parameters_of(meta: &ImageMeta) -> String {
         meta.height,
         &meta.model,
     )
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }

@@ -34,6 +34,8 @@ pub struct PipelineInput<'a> {
     pub height: u32,
     pub steps: u32,
     pub guidance: f32,
+    /// diffusers' `guidance_rescale`; 0 leaves classifier-free guidance as it is.
+    pub guidance_rescale: f32,
     pub sampler: SamplerKind,
     pub schedule: Schedule,
     /// One per image: image `i` starts from `TorchRng::new(seeds[i])` noise.
@@ -291,7 +293,13 @@ pub fn generate(
         let out = clock
             .run(unet, &feeds, &[out_index], run_options)?
             .remove(0);
-        let guided = guide(&out, n * latent_len, classifier_free, input.guidance)?;
+        let mut guided = guide(&out, n * latent_len, classifier_free, input.guidance)?;
+        if classifier_free && input.guidance_rescale > 0.0 {
+            let cond = &out.data[n * latent_len..];
+            for (g, c) in guided.chunks_mut(latent_len).zip(cond.chunks(latent_len)) {
+                rescale_guidance(g, c, input.guidance_rescale);
+            }
+        }
         scheduler.step(&guided, i, &mut latents, &mut noise);
         if let Some(e) = &edit {
             e.blend(
@@ -567,6 +575,31 @@ fn guide(
         .collect())
 }
 
+/// diffusers' `rescale_noise_cfg` for one image: the guided prediction scaled to the
+/// conditional prediction's standard deviation, mixed back by `rescale`.
+pub fn rescale_guidance(guided: &mut [f32], cond: &[f32], rescale: f32) {
+    // torch's `std` (unbiased), in f64 so large latents do not lose precision.
+    let std = |v: &[f32]| {
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        (v.iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / (n - 1.0).max(1.0))
+        .sqrt()
+    };
+    let (std_cond, std_guided) = (std(cond), std(guided));
+    if std_guided == 0.0 {
+        return;
+    }
+    let factor = std_cond / std_guided;
+    let rescale = f64::from(rescale);
+    for g in guided.iter_mut() {
+        let x = f64::from(*g);
+        *g = (rescale * x * factor + (1.0 - rescale) * x) as f32;
+    }
+}
+
 /// Elements of the timestep input: a declared `[1]` gets one value, `[batch]` (or symbolic)
 /// one per batch row; diffusers' ONNX pipeline feeds `[1]`, optimum exports want `[batch]`.
 fn timestep_len(shape: &[i64], batch: usize) -> usize {
@@ -809,6 +842,23 @@ impl Clock {
             vae_ms: ms(self.vae),
             onnx_ms: ms(self.onnx),
         }
+    }
+}
+
+#[cfg(test)]
+mod rescale_tests {
+    #[test]
+    fn guidance_rescale_matches_diffusers_rescale_noise_cfg() {
+        // numpy: r*g*(c.std(ddof=1)/g.std(ddof=1)) + (1-r)*g, r = 0.7
+        let mut g = [0.5f32, -1.0, 2.0, 0.25];
+        super::rescale_guidance(&mut g, &[0.1, -0.2, 0.3, 0.0], 0.7);
+        let want = [0.209_181_12f32, -0.418_362_25, 0.836_724_5, 0.104_590_56];
+        for (a, b) in g.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{g:?}");
+        }
+        let mut unchanged = [1.0f32, 2.0];
+        super::rescale_guidance(&mut unchanged, &[3.0, 1.0], 0.0);
+        assert_eq!(unchanged, [1.0, 2.0]);
     }
 }
 
