@@ -46,7 +46,10 @@ fn tool_round_trip(request: &Value) -> (String, String) {
         .unwrap_or_else(|| panic!("no assistant tool call in {request}"));
     let tool = messages.iter().find(|m| m["role"] == "tool").unwrap();
     (
-        assistant["tool_calls"][0]["id"].as_str().unwrap().to_string(),
+        assistant["tool_calls"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
         tool["tool_call_id"].as_str().unwrap().to_string(),
     )
 }
@@ -58,17 +61,47 @@ async fn a_hermes_call_written_as_text_paints_and_is_never_shown() {
         Reply::Server(
             LocalServer::LlamaCpp,
             vec![
-                "I'll", " paint", " that", " for", " you", ".\n", "<", "tool", "_call", ">\n",
-                "{\"", "name", "\":", " \"", "image", "_generator", "\",", " \"", "arguments",
-                "\":", " {\"", "prompt", "\":", " \"", "a red fox in the snow", "\",",
-                " \"size\": \"64x64\", \"seed\": 3}}", "\n", "</", "tool", "_call", ">",
+                "I'll",
+                " paint",
+                " that",
+                " for",
+                " you",
+                ".\n",
+                "<",
+                "tool",
+                "_call",
+                ">\n",
+                "{\"",
+                "name",
+                "\":",
+                " \"",
+                "image",
+                "_generator",
+                "\",",
+                " \"",
+                "arguments",
+                "\":",
+                " {\"",
+                "prompt",
+                "\":",
+                " \"",
+                "a red fox in the snow",
+                "\",",
+                " \"size\": \"64x64\", \"seed\": 3}}",
+                "\n",
+                "</",
+                "tool",
+                "_call",
+                ">",
             ],
         ),
         Reply::Server(LocalServer::LlamaCpp, vec!["Here", " is", " your", " fox."]),
     ])
     .await;
     let id = s.conversation(true).await;
-    let events = s.turn(&id, "Draw a picture of a red fox in the snow.").await;
+    let events = s
+        .turn(&id, "Draw a picture of a red fox in the snow.")
+        .await;
     let call = data_of(&events, "tool.call");
     assert_eq!(call.len(), 1, "{events:?}");
     assert_eq!(call[0]["name"], "image_generator");
@@ -266,7 +299,10 @@ async fn paint_mode_names_the_image_tool_for_the_first_answer_only() {
     let off = s.conversation(false).await;
     s.turn(&off, "/image a fox").await;
     let plain = &llm.requests()[4];
-    assert!(plain.get("tools").is_none() && plain.get("tool_choice").is_none(), "{plain}");
+    assert!(
+        plain.get("tools").is_none() && plain.get("tool_choice").is_none(),
+        "{plain}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +343,10 @@ async fn a_server_that_refuses_named_tool_choice_gets_required_then_an_instructi
     assert!(instructed.get("tool_choice").is_none(), "{instructed}");
     let system = instructed["messages"][0]["content"].as_str().unwrap();
     assert_eq!(instructed["messages"][0]["role"], "system");
-    assert!(system.contains("Paint mode") && system.contains("image_generator"), "{system}");
+    assert!(
+        system.contains("Paint mode") && system.contains("image_generator"),
+        "{system}"
+    );
     let (_, models) = s.get("/api/models").await;
     assert_eq!(models["llm"][0]["tool_choice"], "none");
     let messages = s.messages(&id).await;

@@ -282,14 +282,24 @@ mod tests {
 
     #[tokio::test]
     async fn text_calls_become_tool_call_deltas_with_ids() {
-        let deltas = ["Sure.\n<tool", "_call>{\"name\": \"image_generator\", ", "\"arguments\": {\"prompt\": \"a fox\"}}</tool_call>"]
-            .into_iter()
-            .map(|t| Ok(LlmDelta::Text(t.into())))
-            .chain([Ok(LlmDelta::Finish("stop".into()))])
-            .collect();
+        let deltas = [
+            "Sure.\n<tool",
+            "_call>{\"name\": \"image_generator\", ",
+            "\"arguments\": {\"prompt\": \"a fox\"}}</tool_call>",
+        ]
+        .into_iter()
+        .map(|t| Ok(LlmDelta::Text(t.into())))
+        .chain([Ok(LlmDelta::Finish("stop".into()))])
+        .collect();
         let out = collect(deltas, &[spec()]).await;
         assert_eq!(out[0], LlmDelta::Text("Sure.".into()));
-        let LlmDelta::ToolCall { index, id, name, arguments } = &out[1] else {
+        let LlmDelta::ToolCall {
+            index,
+            id,
+            name,
+            arguments,
+        } = &out[1]
+        else {
             panic!("{out:?}")
         };
         assert_eq!(*index, TEXT_CALL_INDEX);
@@ -300,7 +310,13 @@ mod tests {
         assert_eq!(out.len(), 3);
         let mut a = ToolCallAssembler::default();
         for d in out {
-            if let LlmDelta::ToolCall { index, id, name, arguments } = d {
+            if let LlmDelta::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            } = d
+            {
                 a.push(index, id, name, arguments);
             }
         }

@@ -8,14 +8,14 @@ use std::time::Duration;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
-    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
+    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionNamedToolChoice,
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
     ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
     ChatCompletionRequestSystemMessageContent, ChatCompletionRequestToolMessage,
     ChatCompletionRequestToolMessageContent, ChatCompletionRequestUserMessage,
-    ChatCompletionRequestUserMessageContent, ChatCompletionNamedToolChoice, ChatCompletionTool,
-    ChatCompletionToolChoiceOption, ChatCompletionTools, CreateChatCompletionRequest,
-    FinishReason, FunctionCall, FunctionName, FunctionObject, ToolChoiceOptions,
+    ChatCompletionRequestUserMessageContent, ChatCompletionTool, ChatCompletionToolChoiceOption,
+    ChatCompletionTools, CreateChatCompletionRequest, FinishReason, FunctionCall, FunctionName,
+    FunctionObject, ToolChoiceOptions,
 };
 use async_openai::Client;
 use futures_util::StreamExt;
@@ -415,7 +415,8 @@ mod tests {
 
     #[test]
     fn paint_mode_names_the_tool_or_requires_one_or_asks_in_words() {
-        let json = |forced| serde_json::to_value(to_wire(request(ToolChoice::Auto), forced)).unwrap();
+        let json =
+            |forced| serde_json::to_value(to_wire(request(ToolChoice::Auto), forced)).unwrap();
         let auto = json(None);
         assert!(auto.get("tool_choice").is_none(), "{auto}");
         let named = json(Some(("image_generator", ToolChoiceSupport::Named)));
@@ -429,7 +430,11 @@ mod tests {
         assert!(words.get("tool_choice").is_none(), "{words}");
         let system = words["messages"][0]["content"].as_str().unwrap();
         assert!(system.starts_with("Be kind.") && system.contains(PAINT_INSTRUCTION));
-        assert_eq!(words["messages"].as_array().unwrap().len(), 2, "one system message");
+        assert_eq!(
+            words["messages"].as_array().unwrap().len(),
+            2,
+            "one system message"
+        );
     }
 
     #[test]
@@ -446,8 +451,14 @@ mod tests {
                 },
             })
         };
-        assert!(rejects_tool_choice(&api(400, "Invalid tool_choice: {\"type\":\"function\"}")));
-        assert!(rejects_tool_choice(&api(500, "tool choice is not supported")));
+        assert!(rejects_tool_choice(&api(
+            400,
+            "Invalid tool_choice: {\"type\":\"function\"}"
+        )));
+        assert!(rejects_tool_choice(&api(
+            500,
+            "tool choice is not supported"
+        )));
         assert!(!rejects_tool_choice(&api(400, "context length exceeded")));
         let body = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
         assert!(rejects_tool_choice(&OpenAIError::JSONDeserialize(
@@ -467,7 +478,10 @@ mod tests {
         };
         let provider = OpenAiProvider::new(&config);
         let clone = provider.clone();
-        assert_eq!(clone.step_down(ToolChoiceSupport::Named), Some(ToolChoiceSupport::Required));
+        assert_eq!(
+            clone.step_down(ToolChoiceSupport::Named),
+            Some(ToolChoiceSupport::Required)
+        );
         assert_eq!(provider.tool_choice(), ToolChoiceSupport::Required);
         // A late rejection of the stronger way never raises it again.
         provider.step_down(ToolChoiceSupport::Required);

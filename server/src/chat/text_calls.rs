@@ -201,7 +201,7 @@ impl TextCalls {
         match rest.as_bytes()[0] {
             b'<' => self.tag(rest, at_end),
             b'[' => self.bracket(rest, at_end),
-            b'{' => self.bare(rest, 0, at_end),
+            b'{' => self.bare(rest, at_end),
             b'`' => self.fence(rest, at_end),
             _ => Candidate::No,
         }
@@ -220,7 +220,13 @@ impl TextCalls {
         if let Some(token) = END_TOKENS.iter().find(|t| rest.starts_with(**t)) {
             return Candidate::Drop(token.len());
         }
-        let markers = [HERMES_OPEN, PYTHON_TAG, FUNCTION_OPEN, END_TOKENS[0], END_TOKENS[1]];
+        let markers = [
+            HERMES_OPEN,
+            PYTHON_TAG,
+            FUNCTION_OPEN,
+            END_TOKENS[0],
+            END_TOKENS[1],
+        ];
         if !at_end && markers.iter().any(|m| m.starts_with(rest)) {
             return Candidate::Wait;
         }
@@ -342,19 +348,8 @@ impl TextCalls {
         if !at_end && MISTRAL.starts_with(rest) {
             return Candidate::Wait;
         }
-        // A bare list: `[` then a call object.
-        let (_, body) = skip_space(&rest[1..]);
-        if body.is_empty() {
-            return if at_end {
-                Candidate::Text(1)
-            } else {
-                Candidate::Wait
-            };
-        }
-        if !body.starts_with('{') || first_key(body) == Key::Other {
-            return Candidate::Text(1);
-        }
-        self.bare(rest, 1, at_end)
+        // A bare list of call objects.
+        self.bare(rest, at_end)
     }
 
     fn mistral(&self, rest: &str, at_end: bool) -> Candidate {
@@ -410,7 +405,9 @@ impl TextCalls {
         }
         let tail = &body[at..];
         if !tail.starts_with(MISTRAL_ARGS) {
-            return if !at_end && (MISTRAL_ARGS.starts_with(tail) || MISTRAL_CALL_ID.starts_with(tail)) {
+            return if !at_end
+                && (MISTRAL_ARGS.starts_with(tail) || MISTRAL_CALL_ID.starts_with(tail))
+            {
                 Candidate::Wait
             } else {
                 Candidate::Text(start)
@@ -442,22 +439,20 @@ impl TextCalls {
         }
     }
 
-    /// A bare JSON object or list at `rest` (its call object begins at `object`): a call if it
-    /// names an offered tool, else its first character is text and the rest is looked at again.
-    fn bare(&self, rest: &str, object: usize, at_end: bool) -> Candidate {
+    /// A bare JSON object or list at `rest`: a call if it names an offered tool, else its first
+    /// character is text and the rest is looked at again.
+    fn bare(&self, rest: &str, at_end: bool) -> Candidate {
+        // Decided on the first key as soon as it is known, whatever the chunks, so that a
+        // split never changes the outcome.
+        if !may_be_call(rest) {
+            return Candidate::Text(1);
+        }
         match scan_json(rest) {
             Scan::Complete(json) => match self.calls_in(&rest[..json]) {
                 Some(calls) => Candidate::Calls(calls, json),
                 None => Candidate::Text(1),
             },
-            Scan::Incomplete if !at_end => {
-                let (_, body) = skip_space(&rest[object..]);
-                if first_key(body) == Key::Other {
-                    Candidate::Text(1)
-                } else {
-                    Candidate::Wait
-                }
-            }
+            Scan::Incomplete if !at_end => Candidate::Wait,
             _ => Candidate::Text(1),
         }
     }
@@ -496,21 +491,12 @@ impl TextCalls {
                 Candidate::Wait
             };
         }
-        if !body.starts_with(['{', '[']) {
+        if !may_be_call(body) {
             return Candidate::Text(start);
         }
         match scan_json(body) {
             Scan::Incomplete if at_end => Candidate::Text(start),
-            Scan::Incomplete => {
-                let object = usize::from(body.starts_with('['));
-                let (_, object) = skip_space(&body[object..]);
-                if object.is_empty() || (object.starts_with('{') && first_key(object) != Key::Other)
-                {
-                    Candidate::Wait
-                } else {
-                    Candidate::Text(start)
-                }
-            }
+            Scan::Incomplete => Candidate::Wait,
             Scan::NotJson => Candidate::Text(start),
             Scan::Complete(json) => {
                 let end = open + skip + json;
@@ -549,7 +535,9 @@ impl TextCalls {
         if let Some(function) = object.get("function").and_then(Value::as_object) {
             return self.call_parts(
                 function.get("name").and_then(Value::as_str),
-                function.get("arguments").or_else(|| function.get("parameters")),
+                function
+                    .get("arguments")
+                    .or_else(|| function.get("parameters")),
             );
         }
         self.call_parts(
@@ -642,6 +630,19 @@ fn scan_json(text: &str) -> Scan {
         }
     }
     Scan::Incomplete
+}
+
+/// Whether the JSON starting `text` (a `{` or `[`) may still be a call or a list of calls,
+/// judged by the first key of the (first) object as far as it has arrived.
+fn may_be_call(text: &str) -> bool {
+    match text.as_bytes().first() {
+        Some(b'{') => first_key(text) == Key::Call,
+        Some(b'[') => {
+            let (_, item) = skip_space(&text[1..]);
+            item.is_empty() || (item.starts_with('{') && first_key(item) == Key::Call)
+        }
+        _ => false,
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -776,7 +777,8 @@ mod tests {
             &[call(r#"{"prompt": "a red fox in the snow", "n": 2}"#)],
         );
         // A string that is not an object is not a call.
-        let bad = "<tool_call>{\"name\": \"image_generator\", \"arguments\": \"a fox\"}</tool_call>";
+        let bad =
+            "<tool_call>{\"name\": \"image_generator\", \"arguments\": \"a fox\"}</tool_call>";
         check_all_splits(bad, &[text(bad)]);
     }
 
@@ -866,7 +868,10 @@ mod tests {
         // Text streams out as it comes: only a possible start of a call and trailing spaces wait.
         let mut r = TextCalls::new([TOOL]);
         assert_eq!(r.push("Hello {x} and "), vec![text("Hello {x} and")]);
-        assert_eq!(r.push("<b>bold</b> {\"a\""), vec![text(" <b>bold</b> {\"a\"")]);
+        assert_eq!(
+            r.push("<b>bold</b> {\"a\""),
+            vec![text(" <b>bold</b> {\"a\"")]
+        );
         assert_eq!(r.push(": 1} {\"na"), vec![text(": 1}")]);
         assert_eq!(r.push("me\": 1}"), vec![text(" {\"name\": 1}")]);
         assert_eq!(r.push(" <tool"), vec![]);
@@ -894,5 +899,95 @@ mod tests {
         let mut out = r.push(t);
         out.extend(r.finish());
         assert_eq!(merge(out), vec![text(t)]);
+    }
+
+    /// A small deterministic generator (xorshift), so the mixed-text test needs no crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    const TRICKY: [&str; 24] = [
+        "Hello",
+        " ",
+        "\n",
+        "\n\n",
+        "{",
+        "}",
+        "[",
+        "]",
+        "<",
+        ">",
+        "`",
+        "```",
+        "```json\n",
+        "<tool",
+        "_call>",
+        "</tool_call>",
+        "{\"name\": ",
+        "\"image_generator\"",
+        "[TOOL_CALLS]",
+        "<|python_tag|>",
+        "🦊",
+        "{\"a\": 1}",
+        "x < y",
+        "[link](u)",
+    ];
+    const CALLS: [&str; 4] = [
+        "<tool_call>{\"name\": \"image_generator\", \"arguments\": {\"prompt\": \"p\"}}</tool_call>",
+        "{\"name\": \"image_generator\", \"parameters\": {\"prompt\": \"p\"}}",
+        "[TOOL_CALLS][{\"name\": \"image_generator\", \"arguments\": \"{\\\"prompt\\\": 1}\"}]",
+        "\n```json\n{\"name\": \"image_generator\", \"arguments\": {\"prompt\": \"p\"}}\n```\n",
+    ];
+
+    #[test]
+    fn random_mixtures_come_out_the_same_however_they_are_split() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..400 {
+            let mut text = String::new();
+            for _ in 0..rng.below(12) + 1 {
+                if rng.below(6) == 0 {
+                    text.push_str(CALLS[rng.below(CALLS.len())]);
+                } else {
+                    text.push_str(TRICKY[rng.below(TRICKY.len())]);
+                }
+            }
+            let whole = run(&[&text]);
+            // Nothing is lost or invented: the text pieces and the calls account for the input
+            // (the text released is the input with some calls and spaces taken out).
+            let released: String = whole
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::Text(t) => Some(t.as_str()),
+                    Piece::Call(_) => None,
+                })
+                .collect();
+            if whole.iter().all(|p| matches!(p, Piece::Text(_))) {
+                assert_eq!(released, text, "no call: byte-identical");
+            }
+            let bounds: Vec<usize> = (0..=text.len())
+                .filter(|i| text.is_char_boundary(*i))
+                .collect();
+            for _ in 0..8 {
+                let mut cuts: Vec<usize> = (0..rng.below(6))
+                    .map(|_| bounds[rng.below(bounds.len())])
+                    .collect();
+                cuts.sort_unstable();
+                let mut chunks = Vec::new();
+                let mut at = 0;
+                for c in cuts {
+                    chunks.push(&text[at..c]);
+                    at = c;
+                }
+                chunks.push(&text[at..]);
+                assert_eq!(run(&chunks), whole, "{chunks:?}");
+            }
+        }
     }
 }

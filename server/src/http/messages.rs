@@ -196,10 +196,7 @@ mod tests {
             paint_request("/images of foxes", false),
             ("/images of foxes".to_string(), false)
         );
-        assert_eq!(
-            paint_request("a fox", true),
-            ("a fox".to_string(), true)
-        );
+        assert_eq!(paint_request("a fox", true), ("a fox".to_string(), true));
     }
 
     #[test]

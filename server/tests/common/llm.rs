@@ -180,7 +180,8 @@ fn local_chunk(server: LocalServer, delta: Value, finish: Option<&str>) -> Bytes
             "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]
         }),
         LocalServer::Vllm => {
-            let mut choice = json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish});
+            let mut choice =
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish});
             if finish.is_some() {
                 choice["stop_reason"] = Value::Null;
             }
@@ -204,8 +205,16 @@ fn local_stream(server: LocalServer, pieces: &[&str]) -> Vec<Result<Bytes, std::
         LocalServer::Ollama | LocalServer::LmStudio => json!({"role": "assistant", "content": p}),
     };
     match server {
-        LocalServer::LlamaCpp => parts.push(local_chunk(server, json!({"role": "assistant", "content": null}), None)),
-        LocalServer::Vllm => parts.push(local_chunk(server, json!({"role": "assistant", "content": ""}), None)),
+        LocalServer::LlamaCpp => parts.push(local_chunk(
+            server,
+            json!({"role": "assistant", "content": null}),
+            None,
+        )),
+        LocalServer::Vllm => parts.push(local_chunk(
+            server,
+            json!({"role": "assistant", "content": ""}),
+            None,
+        )),
         LocalServer::Ollama | LocalServer::LmStudio => {}
     }
     parts.extend(pieces.iter().map(|p| local_chunk(server, content(p), None)));
