@@ -176,6 +176,10 @@ pub struct UpdateConversation {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PostMessage {
     pub content: String,
+    /// Paint mode: the reply must call the image tool (when Image creation is on). A message
+    /// starting with `/image ` asks for the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paint: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -195,6 +199,10 @@ pub struct LlmModel {
     pub default: bool,
     /// Whether the model is offered tools (all OpenAI-compatible ones are; `direct` paints itself).
     pub tools: bool,
+    /// How Paint mode makes the image call certain with this model's server: `named` (a named
+    /// `tool_choice`), `required`, or `none` (an instruction); absent for `direct`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -69,6 +69,61 @@ pub struct ProviderConfig {
     pub api_key: String,
     /// Models offered in the UI; when empty the provider's `/models` list is asked at start-up.
     pub models: Vec<String>,
+    /// How Paint mode makes the image tool certain with this server (`tool_choice`).
+    pub tool_choice: ToolChoiceSupport,
+}
+
+/// Which `tool_choice` an LLM server accepts, strongest first: Paint mode sends the strongest
+/// one the provider supports and steps down when the server rejects it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ToolChoiceSupport {
+    /// No `tool_choice` at all: a system instruction asks for the call (`none`).
+    Instruction,
+    /// `"required"`: some tool must be called (`required`).
+    Required,
+    /// `{"type": "function", "function": {"name": …}}` (`named`, the default).
+    Named,
+}
+
+impl ToolChoiceSupport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolChoiceSupport::Named => "named",
+            ToolChoiceSupport::Required => "required",
+            ToolChoiceSupport::Instruction => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ToolChoiceSupport> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "named" => Some(ToolChoiceSupport::Named),
+            "required" => Some(ToolChoiceSupport::Required),
+            "none" => Some(ToolChoiceSupport::Instruction),
+            _ => None,
+        }
+    }
+
+    /// The next weaker way, if any.
+    pub fn fallback(self) -> Option<ToolChoiceSupport> {
+        match self {
+            ToolChoiceSupport::Named => Some(ToolChoiceSupport::Required),
+            ToolChoiceSupport::Required => Some(ToolChoiceSupport::Instruction),
+            ToolChoiceSupport::Instruction => None,
+        }
+    }
+}
+
+fn parse_tool_choice(setting: &str, value: Option<&str>) -> Result<ToolChoiceSupport, ConfigError> {
+    match value {
+        None => Ok(ToolChoiceSupport::Named),
+        Some(v) => ToolChoiceSupport::parse(v).ok_or_else(|| {
+            ConfigError::new(
+                setting,
+                format!("`{v}` is not named, required or none"),
+                "use named (the server accepts a named tool_choice), required, or none (it accepts neither: Paint mode asks in words)",
+            )
+        }),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +239,8 @@ struct FileProvider {
     api_key_env: Option<String>,
     #[serde(default)]
     models: Vec<String>,
+    /// `named` (default), `required` or `none`: the `tool_choice` the server accepts.
+    tool_choice: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -311,11 +368,16 @@ impl Config {
                 })?,
                 (None, None) => String::new(),
             };
+            let tool_choice = parse_tool_choice(
+                &format!("providers.{}.tool_choice", p.name),
+                p.tool_choice.as_deref(),
+            )?;
             providers.push(ProviderConfig {
                 name: p.name,
                 base_url: p.base_url,
                 api_key,
                 models: p.models,
+                tool_choice,
             });
         }
 
@@ -343,6 +405,10 @@ impl Config {
                 base_url,
                 api_key: env_key.unwrap_or_default(),
                 models,
+                tool_choice: parse_tool_choice(
+                    "EASEL_LLM_TOOL_CHOICE",
+                    env.var("EASEL_LLM_TOOL_CHOICE").as_deref(),
+                )?,
             };
             validate_provider(&provider, "OPENAI_BASE_URL")?;
             providers.insert(0, provider);
@@ -849,6 +915,37 @@ mod tests {
         .unwrap();
         assert_eq!(c.providers[0].name, "localhost");
         assert_eq!(c.default_llm.as_deref(), Some("localhost/llama3.2"));
+        assert_eq!(c.providers[0].tool_choice, ToolChoiceSupport::Named);
+    }
+
+    #[test]
+    fn tool_choice_support_is_read_per_provider() {
+        let c = Config::load(&env(&[
+            ("OPENAI_BASE_URL", "http://localhost:11434/v1"),
+            ("EASEL_LLM_TOOL_CHOICE", "none"),
+        ]))
+        .unwrap();
+        assert_eq!(c.providers[0].tool_choice, ToolChoiceSupport::Instruction);
+        let err = Config::load(&env(&[
+            ("OPENAI_BASE_URL", "http://localhost:11434/v1"),
+            ("EASEL_LLM_TOOL_CHOICE", "always"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.setting, "EASEL_LLM_TOOL_CHOICE");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("easel.toml");
+        std::fs::write(
+            &path,
+            "[[providers]]\nname = \"lms\"\nbase_url = \"http://localhost:1234/v1\"\ntool_choice = \"required\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&env(&[("EASEL_CONFIG", path.to_str().unwrap())])).unwrap();
+        assert_eq!(c.providers[0].tool_choice, ToolChoiceSupport::Required);
+        assert_eq!(
+            ToolChoiceSupport::Named.fallback(),
+            Some(ToolChoiceSupport::Required)
+        );
+        assert_eq!(ToolChoiceSupport::Instruction.fallback(), None);
     }
 
     #[test]

@@ -4,10 +4,11 @@
 
 use std::pin::Pin;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 
 use super::direct::DirectProvider;
 use super::openai::OpenAiProvider;
+use super::text_calls::{Piece, TextCalls};
 use crate::tools::ToolSpec;
 
 /// One message of the context sent to the LLM.
@@ -41,6 +42,18 @@ pub struct LlmRequest {
     pub messages: Vec<ChatMessage>,
     /// Empty means the request carries no `tools` field at all.
     pub tools: Vec<ToolSpec>,
+    /// Whether the model may answer in words or must call a tool.
+    pub tool_choice: ToolChoice,
+}
+
+/// Whether the model must call a tool this round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolChoice {
+    /// The model decides (the default).
+    #[default]
+    Auto,
+    /// The model must call this tool (Paint mode: `image_generator`).
+    Force(&'static str),
 }
 
 /// A piece of the streamed answer.
@@ -92,6 +105,82 @@ impl LlmProvider {
             LlmProvider::Direct(p) => Ok(p.stream(request)),
         }
     }
+}
+
+/// Index of the first tool call recognised in the text; real `tool_calls` deltas number theirs
+/// from 0, so the two never share an index.
+pub const TEXT_CALL_INDEX: u32 = 1_000_000;
+
+/// Turns tool calls the model wrote into its text (see [`TextCalls`]) into the same tool-call
+/// deltas a proper `tool_calls` answer gives, with generated ids, and passes the rest of the text
+/// on. The text held back while it may be a call is released before an error, the finish
+/// reason and the end of the stream. Without tools on offer the stream is passed on untouched.
+pub fn with_text_calls(stream: LlmStream, tools: &[ToolSpec]) -> LlmStream {
+    if tools.is_empty() {
+        return stream;
+    }
+    struct State {
+        recogniser: TextCalls,
+        next: u32,
+    }
+    impl State {
+        fn release(&mut self, pieces: Vec<Piece>, out: &mut Vec<Result<LlmDelta, LlmError>>) {
+            for piece in pieces {
+                out.push(Ok(match piece {
+                    Piece::Text(text) => LlmDelta::Text(text),
+                    Piece::Call(call) => {
+                        let index = TEXT_CALL_INDEX + self.next;
+                        self.next += 1;
+                        LlmDelta::ToolCall {
+                            index,
+                            id: Some(format!(
+                                "call_text_{}",
+                                crate::store::new_id().replace('-', "")
+                            )),
+                            name: Some(call.name),
+                            arguments: Some(call.arguments),
+                        }
+                    }
+                }));
+            }
+        }
+
+        fn feed(
+            &mut self,
+            item: Option<Result<LlmDelta, LlmError>>,
+        ) -> Vec<Result<LlmDelta, LlmError>> {
+            let mut out = Vec::new();
+            match item {
+                Some(Ok(LlmDelta::Text(text))) => {
+                    let pieces = self.recogniser.push(&text);
+                    self.release(pieces, &mut out);
+                }
+                Some(Ok(other @ LlmDelta::ToolCall { .. })) => out.push(Ok(other)),
+                Some(other) => {
+                    let pieces = self.recogniser.finish();
+                    self.release(pieces, &mut out);
+                    out.push(other);
+                }
+                None => {
+                    let pieces = self.recogniser.finish();
+                    self.release(pieces, &mut out);
+                }
+            }
+            out
+        }
+    }
+    let state = State {
+        recogniser: TextCalls::new(tools.iter().map(|t| t.name)),
+        next: 0,
+    };
+    let deltas = stream
+        .map(Some)
+        .chain(futures_util::stream::once(async { None }))
+        .scan(state, |state, item| {
+            futures_util::future::ready(Some(futures_util::stream::iter(state.feed(item))))
+        })
+        .flatten();
+    Box::pin(deltas)
 }
 
 /// Assembles tool calls from deltas: several calls per turn, each call's id and name first and
@@ -173,6 +262,85 @@ mod tests {
         assert_eq!(calls[0].arguments, "{\"prompt\":\"a cat\"}");
         assert_eq!(calls[1].name, "image_generator");
         assert_eq!(calls[1].arguments, "{\"prompt\":\"a dog\",\"n\":2}");
+    }
+
+    fn spec() -> ToolSpec {
+        ToolSpec {
+            name: "image_generator",
+            description: String::new(),
+            parameters: serde_json::json!({}),
+        }
+    }
+
+    async fn collect(deltas: Vec<Result<LlmDelta, LlmError>>, tools: &[ToolSpec]) -> Vec<LlmDelta> {
+        let stream: LlmStream = Box::pin(futures_util::stream::iter(deltas));
+        with_text_calls(stream, tools)
+            .map(|d| d.expect("no error"))
+            .collect::<Vec<_>>()
+            .await
+    }
+
+    #[tokio::test]
+    async fn text_calls_become_tool_call_deltas_with_ids() {
+        let deltas = [
+            "Sure.\n<tool",
+            "_call>{\"name\": \"image_generator\", ",
+            "\"arguments\": {\"prompt\": \"a fox\"}}</tool_call>",
+        ]
+        .into_iter()
+        .map(|t| Ok(LlmDelta::Text(t.into())))
+        .chain([Ok(LlmDelta::Finish("stop".into()))])
+        .collect();
+        let out = collect(deltas, &[spec()]).await;
+        assert_eq!(out[0], LlmDelta::Text("Sure.".into()));
+        let LlmDelta::ToolCall {
+            index,
+            id,
+            name,
+            arguments,
+        } = &out[1]
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(*index, TEXT_CALL_INDEX);
+        assert!(id.as_deref().unwrap().starts_with("call_text_"));
+        assert_eq!(name.as_deref(), Some("image_generator"));
+        assert_eq!(arguments.as_deref(), Some("{\"prompt\":\"a fox\"}"));
+        assert_eq!(out[2], LlmDelta::Finish("stop".into()));
+        assert_eq!(out.len(), 3);
+        let mut a = ToolCallAssembler::default();
+        for d in out {
+            if let LlmDelta::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            } = d
+            {
+                a.push(index, id, name, arguments);
+            }
+        }
+        assert_eq!(a.finish()[0].arguments, "{\"prompt\":\"a fox\"}");
+    }
+
+    #[tokio::test]
+    async fn held_text_is_released_at_the_end_and_without_tools_nothing_changes() {
+        let deltas = || {
+            vec![
+                Ok(LlmDelta::Text("a <".into())),
+                Ok(LlmDelta::Text("tool".into())),
+            ]
+        };
+        let out = collect(deltas(), &[spec()]).await;
+        assert_eq!(
+            out,
+            vec![LlmDelta::Text("a".into()), LlmDelta::Text(" <tool".into())]
+        );
+        let out = collect(deltas(), &[]).await;
+        assert_eq!(
+            out,
+            vec![LlmDelta::Text("a <".into()), LlmDelta::Text("tool".into())]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod llm;
 pub mod openai;
 pub mod orchestrator;
 pub mod run;
+pub mod text_calls;
 
 use std::sync::{Arc, RwLock};
 
@@ -94,6 +95,7 @@ impl Providers {
                 provider: DIRECT_MODEL_ID.into(),
                 default: true,
                 tools: true,
+                tool_choice: None,
             }];
         }
         let default = self.default_id();
@@ -104,7 +106,8 @@ impl Providers {
             .map(|m| m.clone())
             .unwrap_or_default();
         let mut out = Vec::new();
-        for ((config, _), names) in self.inner.providers.iter().zip(models) {
+        for ((config, provider), names) in self.inner.providers.iter().zip(models) {
+            let tool_choice = provider.tool_choice().as_str();
             for name in names {
                 let id = format!("{}/{name}", config.name);
                 out.push(LlmModel {
@@ -113,6 +116,7 @@ impl Providers {
                     name,
                     provider: config.name.clone(),
                     tools: true,
+                    tool_choice: Some(tool_choice.into()),
                 });
             }
         }

@@ -1,30 +1,59 @@
 //! An OpenAI-compatible chat server (OpenAI, Ollama, vLLM, llama.cpp, GPUStack, LM Studio…)
 //! through async-openai's streaming chat completions.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
-    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
+    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionNamedToolChoice,
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
     ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
     ChatCompletionRequestSystemMessageContent, ChatCompletionRequestToolMessage,
     ChatCompletionRequestToolMessageContent, ChatCompletionRequestUserMessage,
-    ChatCompletionRequestUserMessageContent, ChatCompletionTool, ChatCompletionTools,
-    CreateChatCompletionRequest, FinishReason, FunctionCall, FunctionObject,
+    ChatCompletionRequestUserMessageContent, ChatCompletionTool, ChatCompletionToolChoiceOption,
+    ChatCompletionTools, CreateChatCompletionRequest, FinishReason, FunctionCall, FunctionName,
+    FunctionObject, ToolChoiceOptions,
 };
 use async_openai::Client;
 use futures_util::StreamExt;
 
-use super::llm::{ChatMessage, LlmDelta, LlmError, LlmRequest, LlmStream};
-use crate::config::ProviderConfig;
+use super::llm::{
+    with_text_calls, ChatMessage, LlmDelta, LlmError, LlmRequest, LlmStream, ToolChoice,
+};
+use crate::config::{ProviderConfig, ToolChoiceSupport};
 
 #[derive(Clone)]
 pub struct OpenAiProvider {
     name: String,
     base_url: String,
     client: Client<OpenAIConfig>,
+    /// The strongest `tool_choice` this server accepts: the configured one, lowered for the
+    /// rest of the process when the server rejects it (shared by every clone).
+    tool_choice: Arc<AtomicU8>,
+}
+
+/// What Paint mode adds to the system prompt when the server cannot be told to call the tool.
+pub const PAINT_INSTRUCTION: &str = "Paint mode: the user wants a picture now. Answer this message by calling the \
+image_generator tool with a rich, specific prompt made from their words; do not answer in words first, \
+do not ask questions and do not explain how the tool works.";
+
+fn support_code(support: ToolChoiceSupport) -> u8 {
+    match support {
+        ToolChoiceSupport::Instruction => 0,
+        ToolChoiceSupport::Required => 1,
+        ToolChoiceSupport::Named => 2,
+    }
+}
+
+fn support_of(code: u8) -> ToolChoiceSupport {
+    match code {
+        0 => ToolChoiceSupport::Instruction,
+        1 => ToolChoiceSupport::Required,
+        _ => ToolChoiceSupport::Named,
+    }
 }
 
 impl OpenAiProvider {
@@ -45,17 +74,51 @@ impl OpenAiProvider {
             name: config.name.clone(),
             base_url: config.base_url.clone(),
             client,
+            tool_choice: Arc::new(AtomicU8::new(support_code(config.tool_choice))),
         }
     }
 
+    /// The `tool_choice` Paint mode uses with this server now.
+    pub fn tool_choice(&self) -> ToolChoiceSupport {
+        support_of(self.tool_choice.load(Ordering::Relaxed))
+    }
+
+    /// Remembers, for the rest of the process, that the server rejected `rejected`.
+    fn step_down(&self, rejected: ToolChoiceSupport) -> Option<ToolChoiceSupport> {
+        let lower = rejected.fallback()?;
+        self.tool_choice
+            .fetch_min(support_code(lower), Ordering::Relaxed);
+        tracing::warn!(
+            provider = %self.name,
+            "the server rejected tool_choice `{}`; Paint mode uses `{}` with it from now on (set tool_choice = \"{}\" for this provider to skip the attempt)",
+            rejected.as_str(),
+            lower.as_str(),
+            lower.as_str(),
+        );
+        Some(lower)
+    }
+
     pub async fn stream(&self, request: LlmRequest) -> Result<LlmStream, LlmError> {
-        let body = to_wire(request);
-        let upstream = self
-            .client
-            .chat()
-            .create_stream(body)
-            .await
-            .map_err(|e| self.describe(e))?;
+        let tools = request.tools.clone();
+        let forced = match request.tool_choice {
+            ToolChoice::Force(name) if tools.iter().any(|t| t.name == name) => Some(name),
+            _ => None,
+        };
+        let mut support = self.tool_choice();
+        let upstream = loop {
+            let body = to_wire(request.clone(), forced.map(|name| (name, support)));
+            match self.client.chat().create_stream(body).await {
+                Ok(upstream) => break upstream,
+                // A server that does not take this `tool_choice`: try the next weaker way.
+                Err(e) if forced.is_some() && rejects_tool_choice(&e) => {
+                    match self.step_down(support) {
+                        Some(lower) => support = lower,
+                        None => return Err(self.describe(e)),
+                    }
+                }
+                Err(e) => return Err(self.describe(e)),
+            }
+        };
         let provider = self.clone();
         let deltas = upstream.flat_map(move |item| {
             let out: Vec<Result<LlmDelta, LlmError>> = match item {
@@ -87,7 +150,8 @@ impl OpenAiProvider {
             };
             futures_util::stream::iter(out)
         });
-        Ok(Box::pin(deltas))
+        // Small local models often write their calls into the text instead.
+        Ok(with_text_calls(Box::pin(deltas), &tools))
     }
 
     /// Turns a client error into something a user can act on (which server, what went wrong).
@@ -144,6 +208,24 @@ impl OpenAiProvider {
     }
 }
 
+/// Whether a failed request was refused because of its `tool_choice` (HTTP 400, or a 422/500
+/// from servers that answer so, whose message names it).
+fn rejects_tool_choice(error: &OpenAIError) -> bool {
+    let text = match error {
+        OpenAIError::ApiError(api) if !api.status_code.is_success() => format!(
+            "{} {} {}",
+            api.api_error.message,
+            api.api_error.param.as_deref().unwrap_or_default(),
+            api.api_error.code.as_deref().unwrap_or_default()
+        ),
+        // An error body in another shape (llama.cpp's numeric `code`).
+        OpenAIError::JSONDeserialize(_, content) => content.clone(),
+        _ => return false,
+    };
+    let text = text.to_ascii_lowercase();
+    text.contains("tool_choice") || text.contains("tool choice")
+}
+
 /// reqwest hides the interesting part ("connection closed before message completed") in sources.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -166,8 +248,40 @@ fn finish_reason_name(reason: FinishReason) -> &'static str {
     }
 }
 
-fn to_wire(request: LlmRequest) -> CreateChatCompletionRequest {
-    let messages = request.messages.into_iter().map(message_to_wire).collect();
+/// The wire request; `forced` names the tool Paint mode requires and how the server is told.
+fn to_wire(
+    request: LlmRequest,
+    forced: Option<(&'static str, ToolChoiceSupport)>,
+) -> CreateChatCompletionRequest {
+    let mut chat = request.messages;
+    let tool_choice = match forced {
+        None => None,
+        Some((name, ToolChoiceSupport::Named)) => Some(ChatCompletionToolChoiceOption::Function(
+            ChatCompletionNamedToolChoice {
+                function: FunctionName {
+                    name: name.to_string(),
+                },
+            },
+        )),
+        Some((_, ToolChoiceSupport::Required)) => Some(ChatCompletionToolChoiceOption::Mode(
+            ToolChoiceOptions::Required,
+        )),
+        Some((_, ToolChoiceSupport::Instruction)) => {
+            // Templates want one system message, first: the instruction joins it.
+            match chat.iter_mut().find_map(|m| match m {
+                ChatMessage::System(text) => Some(text),
+                _ => None,
+            }) {
+                Some(text) => {
+                    text.push_str("\n\n");
+                    text.push_str(PAINT_INSTRUCTION);
+                }
+                None => chat.insert(0, ChatMessage::System(PAINT_INSTRUCTION.into())),
+            }
+            None
+        }
+    };
+    let messages = chat.into_iter().map(message_to_wire).collect();
     let tools = if request.tools.is_empty() {
         None
     } else {
@@ -192,6 +306,7 @@ fn to_wire(request: LlmRequest) -> CreateChatCompletionRequest {
         model: request.model,
         messages,
         tools,
+        tool_choice,
         stream: Some(true),
         ..Default::default()
     }
@@ -275,4 +390,103 @@ pub async fn list_models(config: &ProviderConfig) -> Result<Vec<String>, String>
     }
     let models: Models = response.json().await.map_err(|e| format!("{url}: {e}"))?;
     Ok(models.data.into_iter().map(|m| m.id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::ToolSpec;
+
+    fn request(tool_choice: ToolChoice) -> LlmRequest {
+        LlmRequest {
+            model: "m".into(),
+            messages: vec![
+                ChatMessage::System("Be kind.".into()),
+                ChatMessage::User("a fox".into()),
+            ],
+            tools: vec![ToolSpec {
+                name: "image_generator",
+                description: "paints".into(),
+                parameters: serde_json::json!({"type": "object"}),
+            }],
+            tool_choice,
+        }
+    }
+
+    #[test]
+    fn paint_mode_names_the_tool_or_requires_one_or_asks_in_words() {
+        let json =
+            |forced| serde_json::to_value(to_wire(request(ToolChoice::Auto), forced)).unwrap();
+        let auto = json(None);
+        assert!(auto.get("tool_choice").is_none(), "{auto}");
+        let named = json(Some(("image_generator", ToolChoiceSupport::Named)));
+        assert_eq!(
+            named["tool_choice"],
+            serde_json::json!({"type": "function", "function": {"name": "image_generator"}})
+        );
+        let required = json(Some(("image_generator", ToolChoiceSupport::Required)));
+        assert_eq!(required["tool_choice"], "required");
+        let words = json(Some(("image_generator", ToolChoiceSupport::Instruction)));
+        assert!(words.get("tool_choice").is_none(), "{words}");
+        let system = words["messages"][0]["content"].as_str().unwrap();
+        assert!(system.starts_with("Be kind.") && system.contains(PAINT_INSTRUCTION));
+        assert_eq!(
+            words["messages"].as_array().unwrap().len(),
+            2,
+            "one system message"
+        );
+    }
+
+    #[test]
+    fn a_rejection_of_tool_choice_is_told_from_other_errors() {
+        let api = |status: u16, message: &str| {
+            OpenAIError::ApiError(async_openai::error::ApiErrorResponse {
+                status_code: reqwest::StatusCode::from_u16(status).unwrap(),
+                api_error: async_openai::error::ApiError {
+                    message: message.into(),
+                    r#type: None,
+                    param: None,
+                    code: None,
+                    misalignment: None,
+                },
+            })
+        };
+        assert!(rejects_tool_choice(&api(
+            400,
+            "Invalid tool_choice: {\"type\":\"function\"}"
+        )));
+        assert!(rejects_tool_choice(&api(
+            500,
+            "tool choice is not supported"
+        )));
+        assert!(!rejects_tool_choice(&api(400, "context length exceeded")));
+        let body = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        assert!(rejects_tool_choice(&OpenAIError::JSONDeserialize(
+            body,
+            r#"{"error":{"code":400,"message":"Unsupported tool_choice","type":"invalid_request_error"}}"#.into()
+        )));
+    }
+
+    #[test]
+    fn fallbacks_are_remembered_by_every_clone() {
+        let config = ProviderConfig {
+            name: "local".into(),
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: String::new(),
+            models: vec![],
+            tool_choice: ToolChoiceSupport::Named,
+        };
+        let provider = OpenAiProvider::new(&config);
+        let clone = provider.clone();
+        assert_eq!(
+            clone.step_down(ToolChoiceSupport::Named),
+            Some(ToolChoiceSupport::Required)
+        );
+        assert_eq!(provider.tool_choice(), ToolChoiceSupport::Required);
+        // A late rejection of the stronger way never raises it again.
+        provider.step_down(ToolChoiceSupport::Required);
+        clone.step_down(ToolChoiceSupport::Named);
+        assert_eq!(provider.tool_choice(), ToolChoiceSupport::Instruction);
+        assert_eq!(provider.step_down(ToolChoiceSupport::Instruction), None);
+    }
 }

@@ -17,7 +17,9 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::llm::{ChatMessage, LlmDelta, LlmError, LlmRequest, ToolCallAssembler, ToolCallRequest};
+use super::llm::{
+    ChatMessage, LlmDelta, LlmError, LlmRequest, ToolCallAssembler, ToolCallRequest, ToolChoice,
+};
 use super::run::{RunHandle, RunRegistry};
 use super::ResolvedModel;
 use crate::imaging::diffusion::preview::PreviewRate;
@@ -25,7 +27,7 @@ use crate::imaging::EngineError;
 use crate::jobs::wire::WireEvent;
 use crate::jobs::JobService;
 use crate::store::{ImageBlob, MessageEnd, MessageRecord, MessageStatus, Role, Store, ToolCall};
-use crate::tools::{self, ToolContext, ToolSink, ToolSpec};
+use crate::tools::{self, image_generator, ToolContext, ToolSink, ToolSpec};
 
 /// Tool rounds per turn; the last round offers no tools, so the model must answer in words.
 pub const MAX_ROUNDS: usize = 5;
@@ -61,6 +63,8 @@ pub struct Turn {
     /// Who answers; an error (unknown provider, no model) fails the run with its reason.
     pub model: Result<ResolvedModel, LlmError>,
     pub image_creation: bool,
+    /// Paint mode: the first answer must call `image_generator` (only with Image creation on).
+    pub paint: bool,
     pub limits: TurnLimits,
     /// The agent's instructions, if the conversation has an agent.
     pub instructions: Option<String>,
@@ -121,6 +125,8 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
         };
     }
     let offered = tools::offered(turn.image_creation, turn.jobs.engine());
+    // Paint mode forces the call in the first round only: after it, the model answers freely.
+    let paint = turn.paint && offered.iter().any(|t| t.name == image_generator::NAME);
     let mut messages = context(turn, !offered.is_empty());
     let sink = RunSink { run: run.clone() };
     let find_image = image_finder(turn);
@@ -135,6 +141,11 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
                 Vec::new()
             } else {
                 offered.clone()
+            },
+            tool_choice: if paint && round == 0 {
+                ToolChoice::Force(image_generator::NAME)
+            } else {
+                ToolChoice::Auto
             },
         };
         let stream = tokio::select! {

@@ -32,6 +32,8 @@ async fn send(
     ApiJson(body): ApiJson<PostMessage>,
 ) -> ApiResult<(StatusCode, Json<PostMessageResponse>)> {
     let conversation = owned(&state.store, &user, &id).await?;
+    let (content, paint) = paint_request(&body.content, body.paint);
+    let body = PostMessage { content, paint };
     let chars = body.content.chars().count();
     if body.content.trim().is_empty() || chars > limits::MESSAGE_MAX_CHARS {
         return Err(ApiError::unprocessable(
@@ -106,6 +108,7 @@ async fn send(
         run,
         model,
         image_creation: conversation.image_creation,
+        paint: body.paint,
         limits: TurnLimits {
             llm_idle: state.config.llm_idle_timeout,
             tool_calls_per_round: state.config.max_tool_calls,
@@ -123,6 +126,20 @@ async fn send(
             run_id,
         }),
     ))
+}
+
+/// The command that turns Paint mode on for one message.
+const PAINT_COMMAND: &str = "/image";
+
+/// A message starting with `/image ` is a Paint-mode request for the rest of it.
+fn paint_request(content: &str, paint: bool) -> (String, bool) {
+    let start = content.trim_start();
+    match start.strip_prefix(PAINT_COMMAND) {
+        Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
+            (rest.trim_start().to_string(), true)
+        }
+        _ => (content.to_string(), paint),
+    }
 }
 
 /// The first line of the message, shortened at a word boundary.
@@ -164,7 +181,25 @@ async fn remove(
 
 #[cfg(test)]
 mod tests {
-    use super::automatic_title;
+    use super::{automatic_title, paint_request};
+
+    #[test]
+    fn the_image_command_is_paint_mode_and_is_stripped() {
+        assert_eq!(
+            paint_request("/image a red fox", false),
+            ("a red fox".to_string(), true)
+        );
+        assert_eq!(
+            paint_request("  /image\n a fox ", false),
+            ("a fox ".to_string(), true)
+        );
+        assert_eq!(paint_request("/image", false), (String::new(), true));
+        assert_eq!(
+            paint_request("/images of foxes", false),
+            ("/images of foxes".to_string(), false)
+        );
+        assert_eq!(paint_request("a fox", true), ("a fox".to_string(), true));
+    }
 
     #[test]
     fn titles_are_the_first_line_shortened_at_a_word() {

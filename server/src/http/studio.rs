@@ -30,7 +30,7 @@ use super::extract::{check_id, ApiJson, CurrentUser};
 use super::routes::{Family, Routes};
 use super::runs::sse;
 use super::AppState;
-use crate::chat::llm::{ChatMessage, LlmDelta, LlmProvider, LlmRequest};
+use crate::chat::llm::{ChatMessage, LlmDelta, LlmProvider, LlmRequest, ToolChoice};
 use crate::imaging::diffusion::preview::PreviewRate;
 use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
 use crate::imaging::EngineError;
@@ -452,6 +452,7 @@ async fn enhance(
             ChatMessage::User(prompt),
         ],
         tools: Vec::new(),
+        tool_choice: ToolChoice::Auto,
     };
     let collect = async {
         let mut stream = model.provider.stream(request).await?;

@@ -1,7 +1,10 @@
 //! A scripted OpenAI-compatible chat server for tests. Each request to
 //! `/v1/chat/completions` takes the next [`Reply`] from the script; the requests are recorded.
 //! Streams use the real wire format: `data: {chunk}` lines, tool-call arguments split across
-//! chunks, a final chunk with `finish_reason`, then `data: [DONE]`.
+//! chunks, a final chunk with `finish_reason`, then `data: [DONE]`. [`Reply::Server`] streams
+//! text exactly in the chunk shapes of llama.cpp's `llama-server`, Ollama, LM Studio and vLLM
+//! (small local models write their tool calls into that text), and [`ScriptedLlm::reject`]
+//! makes the server refuse a `tool_choice` the way those servers do.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -35,6 +38,32 @@ pub enum Reply {
     Slow(Vec<&'static str>, u64),
     /// Answers 200 with a stream that never sends anything (a hung upstream).
     Silent,
+    /// Streams the text pieces as content deltas in the chunk shapes of one local server.
+    Server(LocalServer, Vec<&'static str>),
+}
+
+/// The local servers whose streams [`Reply::Server`] reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalServer {
+    /// llama.cpp `llama-server --jinja`: a first chunk with `role` and `content: null`, then
+    /// content only, an empty final delta with `finish_reason`, a usage chunk with timings.
+    LlamaCpp,
+    /// Ollama's `/v1`: `role` in every delta, a final delta with empty content, `fp_ollama`.
+    Ollama,
+    /// LM Studio: `role` in every delta, `logprobs: null`, an empty final delta.
+    LmStudio,
+    /// vLLM: a first chunk with `role` and empty content, `stop_reason` in the final one,
+    /// then a usage chunk with no choices.
+    Vllm,
+}
+
+/// The `tool_choice` values a scripted server may refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolChoiceKind {
+    /// `{"type": "function", "function": {"name": …}}`
+    Named,
+    /// `"required"`
+    Required,
 }
 
 #[derive(Default)]
@@ -43,6 +72,8 @@ struct Shared {
     requests: Mutex<Vec<Value>>,
     /// Set when a slow stream noticed its client went away.
     disconnected: Mutex<bool>,
+    /// `tool_choice` values answered with 400 (the script is not advanced).
+    rejected: Mutex<Vec<ToolChoiceKind>>,
 }
 
 #[derive(Clone)]
@@ -90,6 +121,13 @@ impl ScriptedLlm {
         self.shared.requests.lock().unwrap().clone()
     }
 
+    /// From now on, requests carrying this `tool_choice` are refused with 400, as a server that
+    /// does not support it answers (llama.cpp's shape for a named choice, vLLM's for
+    /// `required`). The refused requests are recorded too.
+    pub fn reject(&self, kind: ToolChoiceKind) {
+        self.shared.rejected.lock().unwrap().push(kind);
+    }
+
     pub fn saw_disconnect(&self) -> bool {
         *self.shared.disconnected.lock().unwrap()
     }
@@ -114,8 +152,133 @@ fn sse(parts: Vec<Result<Bytes, std::io::Error>>) -> Response {
         .unwrap()
 }
 
+/// One chunk of a local server's stream (`delta` and `finish` as that server sends them).
+fn local_chunk(server: LocalServer, delta: Value, finish: Option<&str>) -> Bytes {
+    let body = match server {
+        LocalServer::LlamaCpp => json!({
+            "choices": [{"finish_reason": finish, "index": 0, "delta": delta}],
+            "created": 1_764_000_000u32,
+            "id": "chatcmpl-Xh3kW9yDq0fKk2c1",
+            "model": "qwen2.5-coder-0.5b-instruct-q8_0.gguf",
+            "system_fingerprint": "b6123-4f8a3b2c",
+            "object": "chat.completion.chunk"
+        }),
+        LocalServer::Ollama => json!({
+            "id": "chatcmpl-417",
+            "object": "chat.completion.chunk",
+            "created": 1_764_000_000u32,
+            "model": "llama3.2:1b",
+            "system_fingerprint": "fp_ollama",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+        }),
+        LocalServer::LmStudio => json!({
+            "id": "chatcmpl-6q1v8t0x2nq5r3m7",
+            "object": "chat.completion.chunk",
+            "created": 1_764_000_000u32,
+            "model": "mistral-7b-instruct-v0.3",
+            "system_fingerprint": "mistral-7b-instruct-v0.3",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]
+        }),
+        LocalServer::Vllm => {
+            let mut choice =
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish});
+            if finish.is_some() {
+                choice["stop_reason"] = Value::Null;
+            }
+            json!({
+                "id": "chatcmpl-b4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5",
+                "object": "chat.completion.chunk",
+                "created": 1_764_000_000u32,
+                "model": "Qwen/Qwen2.5-1.5B-Instruct",
+                "choices": [choice]
+            })
+        }
+    };
+    Bytes::from(format!("data: {body}\n\n"))
+}
+
+/// A whole stream of `pieces` as `server` sends it.
+fn local_stream(server: LocalServer, pieces: &[&str]) -> Vec<Result<Bytes, std::io::Error>> {
+    let mut parts = Vec::new();
+    let content = |p: &str| match server {
+        LocalServer::LlamaCpp | LocalServer::Vllm => json!({"content": p}),
+        LocalServer::Ollama | LocalServer::LmStudio => json!({"role": "assistant", "content": p}),
+    };
+    match server {
+        LocalServer::LlamaCpp => parts.push(local_chunk(
+            server,
+            json!({"role": "assistant", "content": null}),
+            None,
+        )),
+        LocalServer::Vllm => parts.push(local_chunk(
+            server,
+            json!({"role": "assistant", "content": ""}),
+            None,
+        )),
+        LocalServer::Ollama | LocalServer::LmStudio => {}
+    }
+    parts.extend(pieces.iter().map(|p| local_chunk(server, content(p), None)));
+    let last = match server {
+        LocalServer::LlamaCpp | LocalServer::LmStudio => json!({}),
+        LocalServer::Ollama => json!({"role": "assistant", "content": ""}),
+        LocalServer::Vllm => json!({"content": ""}),
+    };
+    parts.push(local_chunk(server, last, Some("stop")));
+    match server {
+        LocalServer::LlamaCpp => parts.push(Bytes::from(format!(
+            "data: {}\n\n",
+            json!({
+                "choices": [], "created": 1_764_000_000u32, "id": "chatcmpl-Xh3kW9yDq0fKk2c1",
+                "model": "qwen2.5-coder-0.5b-instruct-q8_0.gguf", "object": "chat.completion.chunk",
+                "usage": {"completion_tokens": pieces.len(), "prompt_tokens": 412, "total_tokens": 412 + pieces.len()},
+                "timings": {"prompt_n": 412, "prompt_ms": 80.1, "predicted_n": pieces.len(), "predicted_ms": 120.4}
+            })
+        ))),
+        LocalServer::Vllm => parts.push(Bytes::from(format!(
+            "data: {}\n\n",
+            json!({
+                "id": "chatcmpl-b4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5", "object": "chat.completion.chunk",
+                "created": 1_764_000_000u32, "model": "Qwen/Qwen2.5-1.5B-Instruct", "choices": [],
+                "usage": {"prompt_tokens": 412, "total_tokens": 412 + pieces.len(), "completion_tokens": pieces.len()}
+            })
+        ))),
+        LocalServer::Ollama | LocalServer::LmStudio => {}
+    }
+    parts.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    parts.into_iter().map(Ok).collect()
+}
+
+/// The refusal of a server that does not take this `tool_choice`.
+fn refuse(kind: ToolChoiceKind, body: &Value) -> Response {
+    let text = match kind {
+        // llama.cpp: an OpenAI-like body whose `code` is a number.
+        ToolChoiceKind::Named => json!({"error": {
+            "code": 400,
+            "message": format!("Invalid tool_choice: {}", body["tool_choice"]),
+            "type": "invalid_request_error"
+        }}),
+        // vLLM (older releases): a top-level error object.
+        ToolChoiceKind::Required => json!({
+            "object": "error",
+            "message": "tool_choice = \"required\" is not supported!",
+            "type": "BadRequestError",
+            "param": null,
+            "code": 400
+        }),
+    };
+    (StatusCode::BAD_REQUEST, Json(text)).into_response()
+}
+
 async fn completions(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
-    shared.requests.lock().unwrap().push(body);
+    shared.requests.lock().unwrap().push(body.clone());
+    let asked = match &body["tool_choice"] {
+        Value::Object(_) => Some(ToolChoiceKind::Named),
+        Value::String(s) if s == "required" => Some(ToolChoiceKind::Required),
+        _ => None,
+    };
+    if let Some(kind) = asked.filter(|k| shared.rejected.lock().unwrap().contains(k)) {
+        return refuse(kind, &body);
+    }
     let reply = shared
         .script
         .lock()
@@ -167,6 +330,7 @@ async fn completions(State(shared): State<Arc<Shared>>, Json(body): Json<Value>)
         }
         Reply::EndsEarly(pieces) => sse(pieces.iter().map(|p| Ok(chunk(json!({"content": p}), None))).collect()),
         Reply::Malformed => sse(vec![Ok(chunk(json!({"content": "ok "}), None)), Ok(Bytes::from_static(b"data: {this is not json\n\n"))]),
+        Reply::Server(server, pieces) => sse(local_stream(server, &pieces)),
         Reply::Silent => {
             let stream = futures_util::stream::pending::<Result<Bytes, Infallible>>();
             Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap()

@@ -16,7 +16,7 @@ use easel::config::{Config, ImageSettings};
 use serde_json::Value;
 
 #[allow(unused_imports)]
-pub use llm::{Reply, ScriptedLlm};
+pub use llm::{LocalServer, Reply, ScriptedLlm, ToolChoiceKind};
 #[allow(unused_imports)]
 pub use sse::{read_events, read_events_until, SseEvent};
 
@@ -170,6 +170,8 @@ pub struct Setup {
     pub paints: bool,
     /// `none` (one local user, the default here) or `accounts`.
     pub auth: &'static str,
+    /// The LLM provider's `tool_choice` setting (`EASEL_LLM_TOOL_CHOICE`), when not the default.
+    pub tool_choice: Option<&'static str>,
 }
 
 impl Default for Setup {
@@ -182,6 +184,7 @@ impl Default for Setup {
             queue_max: None,
             paints: true,
             auth: "none",
+            tool_choice: None,
         }
     }
 }
@@ -228,6 +231,9 @@ impl Setup {
             env.insert("OPENAI_BASE_URL".into(), llm.clone());
             env.insert("OPENAI_API_KEY".into(), "test-key".into());
             env.insert("EASEL_LLM_MODEL".into(), "scripted".into());
+        }
+        if let Some(tool_choice) = self.tool_choice {
+            env.insert("EASEL_LLM_TOOL_CHOICE".into(), tool_choice.into());
         }
         let mut config = Config::load(&env).expect("valid test config");
         if self.models.is_some() {

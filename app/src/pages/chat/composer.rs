@@ -1,5 +1,6 @@
 //! The message box: Enter sends, Shift+Enter adds a line, a counter near the limit, Stop while
-//! a reply runs, and the "Internal tools" menu with the "Image creation" switch.
+//! a reply runs, the "Internal tools" menu with the "Image creation" switch, and the "Paint"
+//! mode (each message must make a picture; `/image …` does it for one message).
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -18,6 +19,7 @@ pub fn Composer(
     send: impl Fn() + Clone + Send + Sync + 'static,
     stop: impl Fn() + Clone + Send + Sync + 'static,
     conversation: RwSignal<Option<Conversation>>,
+    paint: RwSignal<bool>,
 ) -> impl IntoView {
     let toasts = use_toasts();
     let app = use_app();
@@ -110,6 +112,17 @@ pub fn Composer(
                     </button>
                     <Show when=move || image_on.get()>
                         <span class="chip">"Image creation on"</span>
+                        <button
+                            type="button"
+                            class="chip paint-toggle"
+                            class:active=move || paint.get()
+                            aria-pressed=move || paint.get().to_string()
+                            title="Paint mode: every message makes a picture (or start one message with /image)"
+                            on:click=move |_| paint.update(|p| *p = !*p)
+                        >
+                            <Svg icon=Icon::Palette/>
+                            " Paint"
+                        </button>
                     </Show>
                     <Show when=move || menu_open.get()>
                         <div class="click-away" on:click=move |_| menu_open.set(false)></div>

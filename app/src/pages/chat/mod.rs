@@ -142,6 +142,8 @@ fn ConversationView(id: String) -> impl IntoView {
     let load_error: RwSignal<Option<String>> = RwSignal::new(None);
     let text = RwSignal::new(String::new());
     provide_context(ComposerText(text));
+    // Paint mode: each message asks for a picture for certain (Image creation on).
+    let paint = RwSignal::new(false);
     let id = StoredValue::new(id);
 
     // Loads (or reloads) the conversation and reconciles the messages on screen with it.
@@ -210,6 +212,7 @@ fn ConversationView(id: String) -> impl IntoView {
         spawn_local(async move {
             let body = PostMessage {
                 content: content.clone(),
+                paint: paint.get_untracked(),
             };
             match client::send::<_, PostMessageResponse>(
                 "POST",
@@ -384,7 +387,7 @@ fn ConversationView(id: String) -> impl IntoView {
                 <MessageView message=message on_deleted=Callback::new(move |_| load(false))/>
             </For>
         </div>
-        <Composer text=text running=running send=send stop=stop conversation=conversation/>
+        <Composer text=text running=running send=send stop=stop conversation=conversation paint=paint/>
     }
     .into_any()
 }
