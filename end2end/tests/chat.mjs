@@ -220,6 +220,32 @@ export const tests = [
       assert.deepEqual(alts, [prompt], `the live thumbnail's alt should be the prompt; got ${JSON.stringify(alts)}`);
     },
   },
+  {
+    // Small local LLMs often answer in words instead of calling the tool: Paint mode makes the
+    // call certain by naming the tool in `tool_choice`.
+    name: 'Paint mode names the image tool in tool_choice; off, it is not sent',
+    async run({ page, baseUrl, api, llm }) {
+      const conversation = await api.createConversation({ internal_tools: { image_creation: true } });
+      await gotoApp(page, baseUrl, `/c/${conversation.id}`);
+      const paint = page.locator('button.paint-toggle');
+      await paint.waitFor({ state: 'visible' });
+      assert.equal(await paint.getAttribute('aria-pressed'), 'false');
+      await paint.click();
+      await waitFor(async () => (await paint.getAttribute('aria-pressed')) === 'true', 5_000, {
+        what: 'the Paint toggle to be pressed',
+      });
+      const painted = unique('a fox in the snow');
+      await sendWithEnter(page, painted);
+      const [forced] = await llm.waitForRequest(painted);
+      assert.deepEqual(forced.body.tool_choice, { type: 'function', function: { name: 'image_generator' } });
+      await waitForReplies(page, 1);
+      await paint.click();
+      const plain = unique('just words');
+      await sendWithEnter(page, plain);
+      const [free] = await llm.waitForRequest(plain);
+      assert.equal(free.body.tool_choice ?? 'auto', 'auto', 'without Paint mode the LLM decides');
+    },
+  },
 ];
 
 /** A message that makes the scripted LLM call image_generator; the prompt it will send. */
