@@ -1,76 +1,78 @@
 //! Sign-in attempts, limited per account and per client address: after [`FREE_FAILURES`]
 //! failures within [`WINDOW`], further attempts are refused (429 with `Retry-After`) for
 //! [`FIRST_LOCK`], doubling with every further failure up to [`MAX_LOCK`]. A success clears
-//! the account's count. Kept in memory: a restart forgives, which is fine for a brute-force
-//! brake (the passwords themselves are slow to test: argon2id).
+//! the account's count. The counts live in the database (`sign_in_limits`), so every web node
+//! sharing it enforces the same limit; the passwords themselves are slow to test (argon2id).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::store::{now_ms, LimitRecord, Store, StoreError};
 
 pub const FREE_FAILURES: u32 = 5;
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const FIRST_LOCK: Duration = Duration::from_secs(60);
 pub const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
-/// Addresses and accounts remembered at most (the oldest are forgotten first).
-const MAX_ENTRIES: usize = 10_000;
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    failures: u32,
-    last: Instant,
-    locked_until: Option<Instant>,
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
 }
 
-#[derive(Default)]
+/// The record after one more failure at `now` (ms): the count restarts after a quiet
+/// [`WINDOW`]; from the fifth failure on, a lock that doubles each time.
+pub fn after_failure(previous: Option<LimitRecord>, now: i64) -> LimitRecord {
+    let failures = match previous {
+        Some(p) if now - p.last_ms <= ms(WINDOW) => p.failures + 1,
+        _ => 1,
+    };
+    let locked_until = (failures >= i64::from(FREE_FAILURES)).then(|| {
+        let doublings = (failures - i64::from(FREE_FAILURES)).min(10) as u32;
+        now + ms(FIRST_LOCK.saturating_mul(1 << doublings).min(MAX_LOCK))
+    });
+    LimitRecord {
+        failures,
+        last_ms: now,
+        locked_until,
+    }
+}
+
+/// How long `locked_until` still holds at `now`, if it does.
+pub fn wait(locked_until: Option<i64>, now: i64) -> Option<Duration> {
+    locked_until
+        .filter(|&until| until > now)
+        .map(|until| Duration::from_millis((until - now) as u64))
+}
+
 pub struct Limiter {
-    entries: Mutex<HashMap<String, Entry>>,
+    store: Store,
 }
 
 impl Limiter {
-    /// `Err(wait)` while `key` is locked out.
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let entries = self.lock();
-        match entries.get(key).and_then(|e| e.locked_until) {
-            Some(until) if until > now => Err(until - now),
-            _ => Ok(()),
-        }
+    pub fn new(store: Store) -> Limiter {
+        Limiter { store }
     }
 
-    pub fn failed(&self, key: &str, now: Instant) {
-        let mut entries = self.lock();
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
-            if let Some(oldest) = entries
-                .iter()
-                .min_by_key(|(_, e)| e.last)
-                .map(|(k, _)| k.clone())
-            {
-                entries.remove(&oldest);
-            }
-        }
-        let entry = entries.entry(key.to_string()).or_insert(Entry {
-            failures: 0,
-            last: now,
-            locked_until: None,
-        });
-        if now.duration_since(entry.last) > WINDOW {
-            entry.failures = 0;
-        }
-        entry.failures += 1;
-        entry.last = now;
-        if entry.failures >= FREE_FAILURES {
-            let doublings = (entry.failures - FREE_FAILURES).min(10);
-            let lock = FIRST_LOCK.saturating_mul(1 << doublings).min(MAX_LOCK);
-            entry.locked_until = Some(now + lock);
-        }
+    /// `Ok(Err(wait))` while `key` is locked out.
+    pub async fn check(&self, key: &str) -> Result<Result<(), Duration>, StoreError> {
+        let until = self.store.sign_in_locked_until(key).await?;
+        Ok(match wait(until, now_ms()) {
+            Some(wait) => Err(wait),
+            None => Ok(()),
+        })
     }
 
-    pub fn succeeded(&self, key: &str) {
-        self.lock().remove(key);
+    pub async fn failed(&self, key: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.store
+            .sign_in_failed(key, |previous| after_failure(previous, now))
+            .await?;
+        // Old keys go as new failures come, so the table stays as small as the attack.
+        let forget = now - ms(WINDOW) - ms(MAX_LOCK);
+        self.store.prune_sign_in_limits(forget, now).await?;
+        Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    pub async fn succeeded(&self, key: &str) -> Result<(), StoreError> {
+        self.store.sign_in_cleared(key).await
     }
 }
 
@@ -80,22 +82,34 @@ mod tests {
 
     #[test]
     fn locks_after_five_failures_and_doubles() {
-        let l = Limiter::default();
-        let t0 = Instant::now();
+        let t0 = 1_000_000;
+        let mut record = None;
         for k in 0..4 {
-            l.failed("a", t0 + Duration::from_secs(k));
-            assert!(l.check("a", t0 + Duration::from_secs(k)).is_ok());
+            let r = after_failure(record, t0 + k * 1000);
+            assert_eq!(wait(r.locked_until, t0 + k * 1000), None);
+            record = Some(r);
         }
-        l.failed("a", t0 + Duration::from_secs(5));
-        let wait = l.check("a", t0 + Duration::from_secs(5)).unwrap_err();
-        assert_eq!(wait, FIRST_LOCK);
-        l.failed("a", t0 + Duration::from_secs(6));
+        let fifth = after_failure(record, t0 + 5000);
+        assert_eq!(wait(fifth.locked_until, t0 + 5000), Some(FIRST_LOCK));
+        let sixth = after_failure(Some(fifth), t0 + 6000);
+        assert_eq!(wait(sixth.locked_until, t0 + 6000), Some(FIRST_LOCK * 2));
         assert_eq!(
-            l.check("a", t0 + Duration::from_secs(6)).unwrap_err(),
-            FIRST_LOCK * 2
+            wait(sixth.locked_until, t0 + 6000 + ms(FIRST_LOCK * 2)),
+            None
         );
-        assert!(l.check("b", t0).is_ok(), "other keys are not affected");
-        l.succeeded("a");
-        assert!(l.check("a", t0 + Duration::from_secs(7)).is_ok());
+        // Many more: capped.
+        let mut r = sixth;
+        for k in 0..20 {
+            r = after_failure(Some(r), t0 + 7000 + k);
+        }
+        assert_eq!(wait(r.locked_until, r.last_ms), Some(MAX_LOCK));
+    }
+
+    #[test]
+    fn a_quiet_window_starts_the_count_again() {
+        let r = after_failure(None, 0);
+        let later = after_failure(Some(r), ms(WINDOW) + 1);
+        assert_eq!(later.failures, 1);
+        assert_eq!(later.locked_until, None);
     }
 }

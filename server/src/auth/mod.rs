@@ -20,7 +20,7 @@ pub mod passwords;
 mod sessions;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{header, HeaderMap};
 use subtle::ConstantTimeEq;
@@ -116,11 +116,11 @@ impl Auth {
         Auth {
             inner: Arc::new(Inner {
                 credits: Credits::new(store.clone()),
+                limiter: limiter::Limiter::new(store.clone()),
                 store,
                 mode,
                 api_key: api_key.filter(|k| !k.is_empty()),
                 secure_cookies: public_url.is_some_and(|u| u.starts_with("https://")),
-                limiter: limiter::Limiter::default(),
             }),
         }
     }
@@ -333,9 +333,8 @@ impl Auth {
         let email = normal_email(email);
         let account_key = format!("account:{email}");
         let address_key = format!("address:{client}");
-        let now = Instant::now();
         for key in [&account_key, &address_key] {
-            if let Err(wait) = self.inner.limiter.check(key, now) {
+            if let Err(wait) = self.inner.limiter.check(key).await? {
                 return Ok(Err(AuthError::Locked(wait)));
             }
         }
@@ -352,11 +351,11 @@ impl Auth {
             .await
             .unwrap_or(false);
         let Some(user) = user.filter(|_| matches) else {
-            self.inner.limiter.failed(&account_key, now);
-            self.inner.limiter.failed(&address_key, now);
+            self.inner.limiter.failed(&account_key).await?;
+            self.inner.limiter.failed(&address_key).await?;
             return Ok(Err(AuthError::WrongCredentials));
         };
-        self.inner.limiter.succeeded(&account_key);
+        self.inner.limiter.succeeded(&account_key).await?;
         if user.disabled {
             return Ok(Err(AuthError::Disabled));
         }

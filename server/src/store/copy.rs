@@ -33,6 +33,7 @@ pub const TABLES: &[&str] = &[
     "nodes",
     "run_events",
     "job_events",
+    "sign_in_limits",
 ];
 
 /// Rows per transaction while copying (images are large; a table need not be one transaction).
