@@ -11,6 +11,7 @@ pub mod client;
 mod components;
 pub mod markdown;
 mod pages;
+mod session;
 mod state;
 
 use leptos::prelude::*;
@@ -21,6 +22,7 @@ use leptos_router::path;
 use components::confirm::{provide_confirm, ConfirmDialog};
 use components::toasts::{provide_toasts, Toasts};
 use components::viewer::{provide_viewer, ImageViewer};
+use pages::auth::AuthGate;
 
 /// The HTML document around the app (server side).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -48,21 +50,37 @@ pub fn App() -> impl IntoView {
     provide_toasts();
     provide_confirm();
     provide_viewer();
-    state::provide_app_state();
+    session::provide_session();
     view! {
         <Stylesheet id="easel" href="/easel.css"/>
         <Title text="Easel"/>
         <Router>
-            <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                <Route path=path!("/") view=pages::chat::ChatPage/>
-                <Route path=path!("/c/:id") view=pages::chat::ChatPage/>
-                <Route path=path!("/agents") view=pages::agents::AgentsPage/>
-                <Route path=path!("/agents/:id") view=pages::agents::AgentsPage/>
-                <Route path=path!("/studio") view=pages::studio::StudioPage/>
-            </Routes>
+            <AuthGate>
+                <SignedIn>
+                    <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
+                        <Route path=path!("/") view=pages::chat::ChatPage/>
+                        <Route path=path!("/c/:id") view=pages::chat::ChatPage/>
+                        <Route path=path!("/agents") view=pages::agents::AgentsPage/>
+                        <Route path=path!("/agents/:id") view=pages::agents::AgentsPage/>
+                        <Route path=path!("/studio") view=pages::studio::StudioPage/>
+                        <Route path=path!("/keys") view=pages::account::KeysPage/>
+                        <Route path=path!("/account") view=pages::account::PasswordPage/>
+                        <Route path=path!("/admin") view=pages::admin::AdminPage/>
+                    </Routes>
+                </SignedIn>
+            </AuthGate>
         </Router>
         <Toasts/>
         <ConfirmDialog/>
         <ImageViewer/>
     }
+}
+
+/// The app of a signed-in visitor: its state (conversations, models) is made, and asked of the
+/// server, only once the auth gate lets the visitor through, and made anew after signing in
+/// again (as someone else, maybe).
+#[component]
+fn SignedIn(children: Children) -> impl IntoView {
+    state::provide_app_state();
+    children()
 }

@@ -25,6 +25,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     };
     let healthy = database == "ok";
     let body = Health {
+        workers: Vec::new(),
         status: if healthy { "ok" } else { "degraded" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         database,

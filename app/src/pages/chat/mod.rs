@@ -132,6 +132,7 @@ pub struct ComposerText(pub RwSignal<String>);
 #[component]
 fn ConversationView(id: String) -> impl IntoView {
     let app = use_app();
+    let session = crate::session::use_session();
     let toasts = use_toasts();
     let confirm = use_confirm();
     let navigate = use_navigate();
@@ -185,7 +186,7 @@ fn ConversationView(id: String) -> impl IntoView {
                                 subscription,
                                 toasts,
                                 Callback::new(move |_| {
-                                    load_after_run(id, conversation, messages, app)
+                                    load_after_run(id, conversation, messages, app, session)
                                 }),
                             );
                         }
@@ -252,7 +253,7 @@ fn ConversationView(id: String) -> impl IntoView {
                         running,
                         subscription,
                         toasts,
-                        Callback::new(move |_| load_after_run(id, conversation, messages, app)),
+                        Callback::new(move |_| load_after_run(id, conversation, messages, app, session)),
                     );
                 }
                 Err(e) => toasts.error(e.message),
@@ -395,9 +396,12 @@ fn load_after_run(
     conversation: RwSignal<Option<Conversation>>,
     messages: RwSignal<Vec<Shown>>,
     app: crate::state::AppState,
+    session: crate::session::Session,
 ) {
     let conversation_id = id.get_value();
     app.refresh_conversations();
+    // A reply that painted may have spent credits.
+    session.refresh_me();
     spawn_local(async move {
         if let Ok(detail) = client::get::<ConversationDetail>(&format!(
             "/api/conversations/{conversation_id}?images=url"
