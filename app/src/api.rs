@@ -277,6 +277,7 @@ pub struct WorkerInfo {
     pub jobs_per_minute: f64,
     pub started_at: String,
     pub last_seen: String,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EngineHealth {

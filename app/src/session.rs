@@ -28,7 +28,9 @@ pub enum Screen {
     /// Accounts mode before the admin account exists.
     Setup,
     /// Accounts mode, signed out; `registration` is `closed`, `open` or `approval`.
-    SignIn { registration: String },
+    SignIn {
+        registration: String,
+    },
     /// No accounts, but the server's API key is required.
     Key,
     App,

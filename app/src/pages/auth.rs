@@ -15,7 +15,8 @@ use crate::session::{use_session, Screen};
 pub fn AuthGate(children: ChildrenFn) -> impl IntoView {
     let session = use_session();
     let screen = Memo::new(move |_| session.screen());
-    move || match screen.get() {
+    move || {
+        match screen.get() {
         Screen::Loading => view! {
             <div class="auth-page" aria-busy="true">
                 <p class="muted">"Loading…"</p>
@@ -36,6 +37,7 @@ pub fn AuthGate(children: ChildrenFn) -> impl IntoView {
         Screen::SignIn { registration } => view! { <SignInPage registration/> }.into_any(),
         Screen::Key => view! { <KeyPage/> }.into_any(),
         Screen::App => children().into_any(),
+    }
     }
 }
 

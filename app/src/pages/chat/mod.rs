@@ -253,7 +253,9 @@ fn ConversationView(id: String) -> impl IntoView {
                         running,
                         subscription,
                         toasts,
-                        Callback::new(move |_| load_after_run(id, conversation, messages, app, session)),
+                        Callback::new(move |_| {
+                            load_after_run(id, conversation, messages, app, session)
+                        }),
                     );
                 }
                 Err(e) => toasts.error(e.message),
