@@ -110,7 +110,7 @@ export const tests = [
       assert.match(normalize(await row.innerText()), /Bo User bo@example\.test user active/);
 
       // The admin's conversation with an image (the built-in direct provider paints it).
-      const conversation = (await pageApi(page, baseUrl, 'POST', '/api/conversations', {})).body;
+      const conversation = (await pageApi(page, baseUrl, 'POST', '/api/conversations', { internal_tools: { image_creation: true } })).body;
       const sent = await pageApi(page, baseUrl, 'POST', `/api/conversations/${conversation.id}/messages`, {
         content: 'a private red fox, 64x64, seed 7',
       });

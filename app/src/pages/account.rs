@@ -60,7 +60,11 @@ fn Keys() -> impl IntoView {
                     name.set(String::new());
                     expires.set(String::new());
                     version.update(|v| *v += 1);
-                    client::focus("new-key-value");
+                    // Once the key is on the screen.
+                    set_timeout(
+                        || client::focus("new-key-value"),
+                        std::time::Duration::ZERO,
+                    );
                 }
                 Err(e) => error.set(Some(e.message)),
             }
@@ -99,12 +103,13 @@ fn Keys() -> impl IntoView {
         <section class="page-body">
             {move || created.get().map(|key| {
                 let value = key.key.clone();
+                let copy = key.key.clone();
                 view! {
                     <div class="new-key" role="region" aria-labelledby="new-key-title">
                         <h2 id="new-key-title">{format!("Your new key “{}”", key.name)}</h2>
                         <p class="warning" role="alert">"Copy it now: it is shown only this once. Easel keeps only a fingerprint of it."</p>
                         <div class="row">
-                            <input id="new-key-value" class="key-value" readonly aria-label="The new API key" prop:value=value.clone() on:focus=move |e| {
+                            <input id="new-key-value" class="key-value" readonly aria-label="The new API key" prop:value=value on:focus=move |e| {
                                 #[cfg(feature = "hydrate")]
                                 {
                                     use wasm_bindgen::JsCast;
@@ -116,7 +121,7 @@ fn Keys() -> impl IntoView {
                                 let _ = e;
                             }/>
                             <button type="button" class="button" on:click=move |_| {
-                                browser::copy_text(&value);
+                                browser::copy_text(&copy);
                                 toasts.info("Key copied");
                             }>"Copy"</button>
                             <button type="button" class="button" on:click=move |_| created.set(None)>"Done"</button>

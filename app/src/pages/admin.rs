@@ -199,9 +199,10 @@ fn Users() -> impl IntoView {
                         {list.into_iter().map(|u| {
                             let id = u.id.clone();
                             let id_for_expanded = u.id.clone();
+                            let id_for_row = u.id.clone();
                             let label = format!("Manage {}", u.name);
                             view! {
-                                <tr class:current=move || selected.with(|s| s.as_deref() == Some(id_for_expanded.as_str()))>
+                                <tr class:current=move || selected.with(|s| s.as_deref() == Some(id_for_row.as_str()))>
                                     <td>{u.name.clone()}</td>
                                     <td>{u.email.clone().unwrap_or_default()}</td>
                                     <td>{u.role.clone()}</td>
@@ -215,10 +216,7 @@ fn Users() -> impl IntoView {
                                             class="button"
                                             aria-label=label
                                             aria-controls="user-editor"
-                                            aria-expanded={
-                                                let id = id.clone();
-                                                move || selected.with(|s| s.as_deref() == Some(id.as_str())).to_string()
-                                            }
+                                            aria-expanded=move || selected.with(|s| s.as_deref() == Some(id_for_expanded.as_str())).to_string()
                                             on:click=move |_| {
                                                 let again = selected.with_untracked(|s| s.as_deref() == Some(id.as_str()));
                                                 selected.set(if again { None } else { Some(id.clone()) });
@@ -322,7 +320,7 @@ fn UserEditor(user: AdminUser, on_change: Callback<()>) -> impl IntoView {
                     let r = role.get_untracked();
                     patch(UserPatch { role: Some(r.clone()), ..Default::default() }, format!("Role set to {r}"));
                 }>"Save role"</button>
-                <button type="button" class=if disable { "button danger" } else { "button" } on:click={
+                <button type="button" class={if disable { "button danger" } else { "button" }} on:click={
                     let name = name.clone();
                     move |_| patch(
                         UserPatch { disabled: Some(disable), ..Default::default() },
@@ -607,9 +605,7 @@ fn UsageChart(days: Vec<UsageDay>) -> impl IntoView {
                     let h = (d.images as f64 / max as f64) * height;
                     let title = format!("{}: {} images, {} credits", d.day, d.images, d.credits);
                     view! {
-                        <rect class="bar" x=format!("{:.2}", i as f64 * slot + slot * 0.1) y=format!("{:.2}", height - h) width=format!("{:.2}", slot * 0.8) height=format!("{:.2}", h.max(0.5))>
-                            <title>{title}</title>
-                        </rect>
+                        <rect class="bar" data-day=d.day x=format!("{:.2}", i as f64 * slot + slot * 0.1) y=format!("{:.2}", height - h) width=format!("{:.2}", slot * 0.8) height=format!("{:.2}", h.max(0.5)) aria-label=title></rect>
                     }
                 }).collect_view()}
             </svg>

@@ -45,8 +45,7 @@ pub fn AuthGate(children: ChildrenFn) -> impl IntoView {
 /// "try again in N seconds", disabled, waiting for approval).
 fn refusal(e: ClientError) -> String {
     match e.status {
-        401 | 403 | 409 | 422 | 429 => e.message,
-        0 => e.message,
+        0 | 401 | 403 | 409 | 422 | 429 => e.message,
         status => format!("The server answered {status}: {}", e.message),
     }
 }
