@@ -93,11 +93,17 @@ impl Session {
             .with(|m| m.as_ref().is_some_and(|m| m.role == "admin"))
     }
 
-    /// Ends the session; the gate shows the sign-in page again.
+    /// Ends the session and loads the app afresh at `/`: nothing of this account stays in the
+    /// page's memory, and whoever signs in next starts at home, not at this account's last
+    /// address.
     pub fn sign_out(&self) {
         let this = *self;
         spawn_local(async move {
             let _ = client::call("POST", "/api/auth/logout").await;
+            #[cfg(feature = "hydrate")]
+            if window().location().set_href("/").is_ok() {
+                return;
+            }
             this.reload();
         });
     }

@@ -2,7 +2,6 @@
 //! when it refills, and a menu with API keys, Change password, Admin (admins only) and Sign out.
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_navigate;
 
 use crate::api::Me;
 use crate::session::use_session;
@@ -38,7 +37,6 @@ fn credits_line(me: &Me) -> Option<String> {
 #[component]
 pub fn UserMenu() -> impl IntoView {
     let session = use_session();
-    let navigate = use_navigate();
     let open = RwSignal::new(false);
     let name = move || {
         session.me.with(|m| {
@@ -51,7 +49,6 @@ pub fn UserMenu() -> impl IntoView {
     let credits = move || session.me.with(|m| m.as_ref().and_then(credits_line));
     let sign_out = move || {
         open.set(false);
-        navigate("/", Default::default());
         session.sign_out();
     };
     view! {
@@ -75,10 +72,7 @@ pub fn UserMenu() -> impl IntoView {
                         <a href="/admin" on:click=move |_| open.set(false)>"Admin"</a>
                     </Show>
                     <Show when=move || session.can_sign_out()>
-                        {
-                            let sign_out = sign_out.clone();
-                            view! { <button type="button" class="link-button" on:click=move |_| sign_out()>"Sign out"</button> }
-                        }
+                        <button type="button" class="link-button" on:click=move |_| sign_out()>"Sign out"</button>
                     </Show>
                 </nav>
             </Show>
