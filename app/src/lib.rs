@@ -16,7 +16,7 @@ mod state;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
-use leptos_router::components::{Route, Router, Routes};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::path;
 
 use components::confirm::{provide_confirm, ConfirmDialog};
@@ -55,32 +55,23 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="easel" href="/easel.css"/>
         <Title text="Easel"/>
         <Router>
-            <AuthGate>
-                <SignedIn>
-                    <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                        <Route path=path!("/") view=pages::chat::ChatPage/>
-                        <Route path=path!("/c/:id") view=pages::chat::ChatPage/>
-                        <Route path=path!("/agents") view=pages::agents::AgentsPage/>
-                        <Route path=path!("/agents/:id") view=pages::agents::AgentsPage/>
-                        <Route path=path!("/studio") view=pages::studio::StudioPage/>
-                        <Route path=path!("/keys") view=pages::account::KeysPage/>
-                        <Route path=path!("/account") view=pages::account::PasswordPage/>
-                        <Route path=path!("/admin") view=pages::admin::AdminPage/>
-                    </Routes>
-                </SignedIn>
-            </AuthGate>
+            <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
+                // Every page sits behind the auth gate; the routes themselves are always declared,
+                // so the server knows them (its route list is made from this tree).
+                <ParentRoute path=path!("") view=AuthGate>
+                    <Route path=path!("/") view=pages::chat::ChatPage/>
+                    <Route path=path!("/c/:id") view=pages::chat::ChatPage/>
+                    <Route path=path!("/agents") view=pages::agents::AgentsPage/>
+                    <Route path=path!("/agents/:id") view=pages::agents::AgentsPage/>
+                    <Route path=path!("/studio") view=pages::studio::StudioPage/>
+                    <Route path=path!("/keys") view=pages::account::KeysPage/>
+                    <Route path=path!("/account") view=pages::account::PasswordPage/>
+                    <Route path=path!("/admin") view=pages::admin::AdminPage/>
+                </ParentRoute>
+            </Routes>
         </Router>
         <Toasts/>
         <ConfirmDialog/>
         <ImageViewer/>
     }
-}
-
-/// The app of a signed-in visitor: its state (conversations, models) is made, and asked of the
-/// server, only once the auth gate lets the visitor through, and made anew after signing in
-/// again (as someone else, maybe).
-#[component]
-fn SignedIn(children: Children) -> impl IntoView {
-    state::provide_app_state();
-    children()
 }

@@ -61,10 +61,7 @@ fn Keys() -> impl IntoView {
                     expires.set(String::new());
                     version.update(|v| *v += 1);
                     // Once the key is on the screen.
-                    set_timeout(
-                        || client::focus("new-key-value"),
-                        std::time::Duration::ZERO,
-                    );
+                    set_timeout(|| client::focus("new-key-value"), std::time::Duration::ZERO);
                 }
                 Err(e) => error.set(Some(e.message)),
             }

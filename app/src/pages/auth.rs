@@ -6,13 +6,15 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use leptos_router::components::Outlet;
 
 use crate::api::{AccountForm, LoginForm};
 use crate::client::{self, ClientError};
 use crate::session::{use_session, Screen};
 
+/// The parent route of every page: the page (`Outlet`) only once through.
 #[component]
-pub fn AuthGate(children: ChildrenFn) -> impl IntoView {
+pub fn AuthGate() -> impl IntoView {
     let session = use_session();
     let screen = Memo::new(move |_| session.screen());
     move || {
@@ -36,9 +38,17 @@ pub fn AuthGate(children: ChildrenFn) -> impl IntoView {
         Screen::Setup => view! { <SetupPage/> }.into_any(),
         Screen::SignIn { registration } => view! { <SignInPage registration/> }.into_any(),
         Screen::Key => view! { <KeyPage/> }.into_any(),
-        Screen::App => children().into_any(),
+        Screen::App => view! { <SignedIn/> }.into_any(),
     }
     }
+}
+
+/// The app of a signed-in visitor: its state (conversations, models) is made, and asked of the
+/// server, only once the gate lets the visitor through, and made anew after signing in again.
+#[component]
+fn SignedIn() -> impl IntoView {
+    crate::state::provide_app_state();
+    view! { <Outlet/> }
 }
 
 /// The words for a refused sign-in: the server's message says what happened (wrong pair,
