@@ -237,8 +237,9 @@ export const tests = [
       await ensureAdmin(baseUrl);
       await signIn(page, baseUrl, ADMIN, '/keys');
       await page.getByRole('heading', { level: 1, name: 'API keys' }).waitFor();
-      await page.getByLabel('Name').fill('ci script');
-      await page.getByLabel('Name').press('Enter');
+      const keyName = page.getByRole('textbox', { name: 'Name', exact: true });
+      await keyName.fill('ci script');
+      await keyName.press('Enter');
       const shown = page.getByRole('region', { name: 'Your new key “ci script”' });
       await shown.waitFor();
       await waitForText(shown.getByRole('alert'), /shown only this once/);

@@ -52,16 +52,15 @@ impl Tab {
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let session = use_session();
+    // `None` until the account is known. A memo: the balance in `me` changes often, and the
+    // page (its tab, the user being edited) must not be made again each time.
+    let admin = Memo::new(move |_| session.me.with(|m| m.as_ref().map(|m| m.role == "admin")));
     view! {
         <Layout>
-            {move || {
-                if session.me.with(Option::is_none) {
-                    view! { <p class="muted page-body">"Loading…"</p> }.into_any()
-                } else if session.is_admin() {
-                    view! { <Admin/> }.into_any()
-                } else {
-                    view! { <p class="not-found">"Page not found."</p> }.into_any()
-                }
+            {move || match admin.get() {
+                None => view! { <p class="muted page-body">"Loading…"</p> }.into_any(),
+                Some(true) => view! { <Admin/> }.into_any(),
+                Some(false) => view! { <p class="not-found">"Page not found."</p> }.into_any(),
             }}
         </Layout>
     }
