@@ -155,10 +155,14 @@ fn ConversationView(id: String) -> impl IntoView {
             .await
             {
                 Ok(detail) => {
+                    // The view may be gone by now (going from `/` to `/c/{id}` makes one in the
+                    // page being left, too): then there is nothing to show the answer in.
+                    let Some(mut list) = messages.try_get_untracked() else {
+                        return;
+                    };
                     let active = detail.conversation.active_run_id.clone();
                     conversation.set(Some(detail.conversation));
                     load_error.set(None);
-                    let mut list = messages.get_untracked();
                     let fresh: Vec<Shown> = detail
                         .messages
                         .into_iter()
