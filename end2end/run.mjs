@@ -7,6 +7,7 @@
 //
 //   export const tests = [{ name, run: async ({ page, baseUrl, llm, api, ... }) => { ... } }];
 //   export const server = 'direct';   // optional: run against a server with no LLM configured
+//   export const server = 'accounts'; // or: no LLM, EASEL_AUTH=accounts, a fresh database
 //
 // `filter` (a substring, case-insensitive) picks tests by `module › name`. A test fails if it
 // throws, runs past its timeout (30 s) or the page throws an uncaught error. Each test's last
@@ -59,7 +60,8 @@ async function loadModules() {
     const tests = mod.tests
       .map((t) => ({ ...t, module: name, fullName: `${name} › ${t.name}` }))
       .filter((t) => !filter || t.fullName.toLowerCase().includes(filter));
-    if (tests.length > 0) modules.push({ name, server: mod.server === 'direct' ? 'direct' : 'scripted', tests });
+    const server = ['direct', 'accounts'].includes(mod.server) ? mod.server : 'scripted';
+    if (tests.length > 0) modules.push({ name, server, tests });
   }
   return modules;
 }
@@ -171,6 +173,9 @@ async function main() {
           await llm.close();
         };
         servers.set(mode, easel);
+      } else if (mode === 'accounts') {
+        // Accounts on a fresh database (no LLM): the module starts with "Create the admin account".
+        servers.set(mode, await startEasel({ mode: 'direct', env: { EASEL_AUTH: 'accounts' } }));
       } else {
         servers.set(mode, await startEasel({ mode }));
       }

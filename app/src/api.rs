@@ -719,3 +719,109 @@ pub struct CreditQuote {
     /// Whether the balance covers the cost (always with credits off).
     pub enough: bool,
 }
+
+/// `PATCH /api/admin/users/{id}`: every field optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UserPatch {
+    /// `admin` or `user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// `false` also approves a pending sign-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// A new password (the user's sessions end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credits: Option<CreditsPatch>,
+    /// `Some(None)` (JSON `null`) goes back to the default allowance; absent leaves it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option_i64"
+    )]
+    pub allowance: Option<Option<i64>>,
+}
+
+/// One of the two: a new balance, or credits to add (negative takes some away).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CreditsPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_balance: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<i64>,
+}
+
+/// `GET/PUT /api/admin/settings` (PUT takes any part; a model cost of `null` removes it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AdminSettings {
+    /// `closed`, `open` or `approval`.
+    pub registration: String,
+    pub credits: CreditSettings,
+    /// Base cost of one image at the model's default size and steps; 1 when not set.
+    #[serde(default)]
+    pub model_costs: std::collections::BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CreditSettings {
+    pub enabled: bool,
+    pub default_allowance: i64,
+    /// `day`, `week` or `month`: how often allowances refill.
+    pub period: String,
+}
+
+/// `PUT /api/admin/settings` as the admin page sends it: everything at once.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AdminSettingsUpdate {
+    pub registration: String,
+    pub credits: CreditSettings,
+    pub model_costs: std::collections::BTreeMap<String, Option<i64>>,
+}
+
+/// `GET /api/admin/usage?days=N`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UsageReport {
+    pub from: String,
+    pub to: String,
+    /// Per user and model.
+    pub rows: Vec<UsageRow>,
+    /// Per day (UTC), days without use left out.
+    pub days: Vec<UsageDay>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UsageRow {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub model: String,
+    pub jobs: i64,
+    pub images: i64,
+    pub credits: i64,
+    pub engine_seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UsageDay {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub images: i64,
+    pub credits: i64,
+}
+
+/// `double_option` for numbers.
+mod double_option_i64 {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Option<i64>>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+        Option::<i64>::deserialize(d).map(Some)
+    }
+}

@@ -71,6 +71,39 @@ pub async fn call(method: &str, url: &str) -> ClientResult<()> {
     request(method, url, None).await.map(|_| ())
 }
 
+/// A JSON request whose answer has no body worth reading (sign-in with a key, a password).
+pub async fn submit<B: Serialize>(method: &str, url: &str, body: &B) -> ClientResult<()> {
+    let body = serde_json::to_string(body).map_err(|e| ClientError::network(e.to_string()))?;
+    request(method, url, Some(body)).await.map(|_| ())
+}
+
+#[cfg(feature = "hydrate")]
+thread_local! {
+    static ON_UNAUTHORIZED: std::cell::RefCell<Option<std::rc::Rc<dyn Fn()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// What to do when a request answers 401 (the session ended, the account was disabled): the
+/// session context asks the server again and shows the sign-in page. The sign-in requests
+/// themselves (`/api/auth/…`) answer 401 for a wrong password and do not trigger it.
+pub fn on_unauthorized(handler: impl Fn() + 'static) {
+    #[cfg(feature = "hydrate")]
+    ON_UNAUTHORIZED.with(|h| *h.borrow_mut() = Some(std::rc::Rc::new(handler)));
+    #[cfg(not(feature = "hydrate"))]
+    let _ = handler;
+}
+
+#[cfg(feature = "hydrate")]
+fn unauthorized(url: &str) {
+    if url.starts_with("/api/auth/") {
+        return;
+    }
+    // Cloned out first: the handler may replace itself.
+    if let Some(handler) = ON_UNAUTHORIZED.with(|h| h.borrow().clone()) {
+        handler();
+    }
+}
+
 #[cfg(feature = "hydrate")]
 async fn request(method: &str, url: &str, body: Option<String>) -> ClientResult<String> {
     use wasm_bindgen::JsCast;
@@ -105,6 +138,9 @@ async fn request(method: &str, url: &str, body: Option<String>) -> ClientResult<
     if response.ok() {
         Ok(text)
     } else {
+        if response.status() == 401 {
+            unauthorized(url);
+        }
         Err(ClientError::from_body(response.status(), &text))
     }
 }

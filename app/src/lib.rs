@@ -11,16 +11,18 @@ pub mod client;
 mod components;
 pub mod markdown;
 mod pages;
+mod session;
 mod state;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
-use leptos_router::components::{Route, Router, Routes};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::path;
 
 use components::confirm::{provide_confirm, ConfirmDialog};
 use components::toasts::{provide_toasts, Toasts};
 use components::viewer::{provide_viewer, ImageViewer};
+use pages::auth::AuthGate;
 
 /// The HTML document around the app (server side).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -48,17 +50,24 @@ pub fn App() -> impl IntoView {
     provide_toasts();
     provide_confirm();
     provide_viewer();
-    state::provide_app_state();
+    session::provide_session();
     view! {
         <Stylesheet id="easel" href="/easel.css"/>
         <Title text="Easel"/>
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                <Route path=path!("/") view=pages::chat::ChatPage/>
-                <Route path=path!("/c/:id") view=pages::chat::ChatPage/>
-                <Route path=path!("/agents") view=pages::agents::AgentsPage/>
-                <Route path=path!("/agents/:id") view=pages::agents::AgentsPage/>
-                <Route path=path!("/studio") view=pages::studio::StudioPage/>
+                // Every page sits behind the auth gate; the routes themselves are always declared,
+                // so the server knows them (its route list is made from this tree).
+                <ParentRoute path=path!("") view=AuthGate>
+                    <Route path=path!("/") view=pages::chat::ChatPage/>
+                    <Route path=path!("/c/:id") view=pages::chat::ChatPage/>
+                    <Route path=path!("/agents") view=pages::agents::AgentsPage/>
+                    <Route path=path!("/agents/:id") view=pages::agents::AgentsPage/>
+                    <Route path=path!("/studio") view=pages::studio::StudioPage/>
+                    <Route path=path!("/keys") view=pages::account::KeysPage/>
+                    <Route path=path!("/account") view=pages::account::PasswordPage/>
+                    <Route path=path!("/admin") view=pages::admin::AdminPage/>
+                </ParentRoute>
             </Routes>
         </Router>
         <Toasts/>

@@ -8,6 +8,7 @@ use leptos_router::hooks::{use_location, use_navigate};
 use super::confirm::use_confirm;
 use super::icons::{Icon, Svg};
 use super::toasts::use_toasts;
+use super::user_menu::UserMenu;
 use crate::api::{Conversation, CreateConversation, UpdateConversation};
 use crate::client;
 use crate::state::use_app;
@@ -114,6 +115,7 @@ fn Sidebar() -> impl IntoView {
                         })
                 }}
             </nav>
+            <UserMenu/>
         </aside>
     }
     .into_any()

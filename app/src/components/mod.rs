@@ -5,4 +5,5 @@ pub mod icons;
 pub mod layout;
 pub mod switch;
 pub mod toasts;
+pub mod user_menu;
 pub mod viewer;

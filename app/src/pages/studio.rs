@@ -9,8 +9,8 @@ use leptos_router::hooks::use_navigate;
 
 use crate::api::events as ev;
 use crate::api::{
-    limits, EnhanceRequest, EnhanceResponse, Image, ImageModelInfo, SentToChat, StudioJob,
-    StudioRequest,
+    limits, CreditQuote, EnhanceRequest, EnhanceResponse, Image, ImageModelInfo, SentToChat,
+    StudioJob, StudioRequest,
 };
 use crate::browser;
 use crate::client::{self, RunEvents};
@@ -20,6 +20,7 @@ use crate::components::layout::Layout;
 use crate::components::switch::{InfoTip, Switch};
 use crate::components::toasts::use_toasts;
 use crate::components::viewer::{use_viewer, user_prompt};
+use crate::session::use_session;
 use crate::state::use_app;
 
 /// The style cards shown first (the API accepts every preset and free text).
@@ -275,6 +276,59 @@ fn Studio() -> impl IntoView {
         }
     };
 
+    // What Generate costs in credits (and the balance), asked again whenever something the
+    // cost depends on changes; the latest question's answer wins.
+    let session = use_session();
+    let quote: RwSignal<Option<CreditQuote>> = RwSignal::new(None);
+    let quote_asked = StoredValue::new(0u64);
+    let requote = move || {
+        let mut body = request();
+        // The cost does not depend on the words or the pixels; only on the edit being one.
+        if body.prompt.trim().is_empty() {
+            body.prompt = "quote".into();
+        }
+        body.mask_b64 = None;
+        if body.source_image_b64.is_some() {
+            body.source_image_b64 = Some(String::new());
+        }
+        let asked = quote_asked.get_value() + 1;
+        quote_asked.set_value(asked);
+        spawn_local(async move {
+            let answer = client::send::<_, CreditQuote>("POST", "/api/studio/quote", &body)
+                .await
+                .ok();
+            if quote_asked.get_value() == asked {
+                quote.set(answer);
+            }
+        });
+    };
+    Effect::new(move |_| {
+        current_model.track();
+        size.track();
+        count.track();
+        steps.track();
+        source.track();
+        strength.track();
+        requote();
+    });
+    // A job reserves credits when it starts and settles when it ends: the balance shown here
+    // and in the user menu follows.
+    Effect::new(move |was: Option<bool>| {
+        let running = job.get().is_some();
+        if was.is_some_and(|was| was != running) {
+            session.refresh_me();
+            requote();
+        }
+        running
+    });
+    let short_of_credits = move || {
+        quote.with(|q| {
+            q.as_ref()
+                .filter(|q| q.enabled && !q.enough)
+                .map(|q| format!("needs {} credits, {} left", q.cost, q.balance))
+        })
+    };
+
     // Starts a job with the form as it is.
     let run = move |body: StudioRequest| {
         if body.prompt.trim().is_empty() {
@@ -412,7 +466,7 @@ fn Studio() -> impl IntoView {
 
     // Generate: with prompt enhancement on, the rewritten prompt is shown first.
     let generate = move || {
-        if job.get_untracked().is_some() {
+        if job.get_untracked().is_some() || short_of_credits().is_some() {
             return;
         }
         let body = request();
@@ -814,8 +868,14 @@ fn Studio() -> impl IntoView {
                     {move || match job.get() {
                         Some(_) => view! { <button type="button" class="button danger" on:click=move |_| stop()>"Stop"</button> }.into_any(),
                         None => view! {
-                            <button type="submit" class="button primary" disabled=move || image_models.with(Vec::is_empty)>
+                            <button
+                                type="submit"
+                                class="button primary"
+                                disabled=move || image_models.with(Vec::is_empty) || short_of_credits().is_some()
+                                aria-describedby="studio-credits"
+                            >
                                 {move || if source.with(Option::is_some) { "Edit image" } else { "Generate" }}
+                                {move || quote.get().filter(|q| q.enabled).map(|q| format!(" · {} {}", q.cost, if q.cost == 1 { "credit" } else { "credits" }))}
                             </button>
                             <button type="button" class="button" on:click=move |_| randomize() disabled=move || image_models.with(Vec::is_empty)>
                                 <Svg icon=Icon::Dice/>" Randomize"
@@ -824,6 +884,13 @@ fn Studio() -> impl IntoView {
                         .into_any(),
                     }}
                     <span class="note" role="status">{move || status.get()}</span>
+                    <span id="studio-credits" class="note" class:warn=move || short_of_credits().is_some()>
+                        {move || match (short_of_credits(), quote.get().filter(|q| q.enabled)) {
+                            (Some(reason), _) => Some(format!("Not enough credits: {reason}.")),
+                            (None, Some(q)) => Some(format!("Balance: {} credits", q.balance)),
+                            (None, None) => None,
+                        }}
+                    </span>
                 </div>
             </form>
 

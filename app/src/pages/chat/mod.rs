@@ -132,6 +132,7 @@ pub struct ComposerText(pub RwSignal<String>);
 #[component]
 fn ConversationView(id: String) -> impl IntoView {
     let app = use_app();
+    let session = crate::session::use_session();
     let toasts = use_toasts();
     let confirm = use_confirm();
     let navigate = use_navigate();
@@ -156,10 +157,14 @@ fn ConversationView(id: String) -> impl IntoView {
             .await
             {
                 Ok(detail) => {
+                    // The view may be gone by now (going from `/` to `/c/{id}` makes one in the
+                    // page being left, too): then there is nothing to show the answer in.
+                    let Some(mut list) = messages.try_get_untracked() else {
+                        return;
+                    };
                     let active = detail.conversation.active_run_id.clone();
                     conversation.set(Some(detail.conversation));
                     load_error.set(None);
-                    let mut list = messages.get_untracked();
                     let fresh: Vec<Shown> = detail
                         .messages
                         .into_iter()
@@ -187,7 +192,7 @@ fn ConversationView(id: String) -> impl IntoView {
                                 subscription,
                                 toasts,
                                 Callback::new(move |_| {
-                                    load_after_run(id, conversation, messages, app)
+                                    load_after_run(id, conversation, messages, app, session)
                                 }),
                             );
                         }
@@ -255,7 +260,9 @@ fn ConversationView(id: String) -> impl IntoView {
                         running,
                         subscription,
                         toasts,
-                        Callback::new(move |_| load_after_run(id, conversation, messages, app)),
+                        Callback::new(move |_| {
+                            load_after_run(id, conversation, messages, app, session)
+                        }),
                     );
                 }
                 Err(e) => toasts.error(e.message),
@@ -398,9 +405,12 @@ fn load_after_run(
     conversation: RwSignal<Option<Conversation>>,
     messages: RwSignal<Vec<Shown>>,
     app: crate::state::AppState,
+    session: crate::session::Session,
 ) {
     let conversation_id = id.get_value();
     app.refresh_conversations();
+    // A reply that painted may have spent credits.
+    session.refresh_me();
     spawn_local(async move {
         if let Ok(detail) = client::get::<ConversationDetail>(&format!(
             "/api/conversations/{conversation_id}?images=url"
