@@ -9,6 +9,7 @@ pub mod api;
 mod browser;
 pub mod client;
 mod components;
+mod images;
 pub mod markdown;
 mod pages;
 mod session;

@@ -4,13 +4,14 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::{ComposerText, Shown, Slot};
+use super::{ComposerText, Shown};
 use crate::api::Image;
 use crate::client;
 use crate::components::confirm::use_confirm;
 use crate::components::icons::{Icon, Svg};
 use crate::components::toasts::use_toasts;
 use crate::components::viewer::{use_viewer, user_prompt};
+use crate::images::ImageSlot;
 use crate::markdown;
 
 #[component]
@@ -62,7 +63,7 @@ pub fn MessageView(message: Shown, on_deleted: Callback<()>) -> impl IntoView {
 
 #[component]
 fn ImageTile(
-    tile: Slot,
+    tile: ImageSlot,
     images: Memo<Vec<Image>>,
     message: Shown,
     on_deleted: Callback<()>,

@@ -11,28 +11,18 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::api::events as ev;
 use crate::api::{
-    Conversation, ConversationDetail, ErrorDetail, Image, Message, PostMessage,
-    PostMessageResponse, UpdateConversation,
+    Conversation, ConversationDetail, ErrorDetail, Message, PostMessage, PostMessageResponse,
+    UpdateConversation,
 };
 use crate::client::{self, RunEvents};
 use crate::components::confirm::use_confirm;
 use crate::components::icons::{Icon, Svg};
 use crate::components::layout::{conversation_starter, Layout};
 use crate::components::toasts::{use_toasts, ToastList};
+use crate::images::{self, ImageEvent, ImageSlot, ImageUpdate};
 use crate::state::use_app;
 use composer::Composer;
 use message::MessageView;
-
-/// An image slot of a reply: a placeholder with progress until the image arrives.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Slot {
-    pub index: u32,
-    pub prompt: String,
-    pub step: u32,
-    pub steps: u32,
-    pub preview: Option<String>,
-    pub image: Option<Image>,
-}
 
 /// One message on screen, with signals so streaming updates touch only what changes.
 #[derive(Clone, Copy)]
@@ -42,7 +32,7 @@ pub struct Shown {
     pub content: RwSignal<String>,
     pub status: RwSignal<String>,
     pub error: RwSignal<Option<ErrorDetail>>,
-    pub slots: RwSignal<Vec<Slot>>,
+    pub slots: RwSignal<Vec<ImageSlot>>,
     /// Tool failures shown inside the message (the LLM usually explains them too).
     pub notes: RwSignal<Vec<String>>,
     pub queue_position: RwSignal<Option<usize>>,
@@ -70,14 +60,7 @@ impl Shown {
             .images
             .into_iter()
             .enumerate()
-            .map(|(i, image)| Slot {
-                index: i as u32,
-                prompt: crate::components::viewer::user_prompt(&image),
-                step: 0,
-                steps: 0,
-                preview: None,
-                image: Some(image),
-            })
+            .map(|(i, image)| ImageSlot::finished(i as u32, image))
             .collect();
         let notes = m
             .tool_calls
@@ -471,77 +454,19 @@ fn local_message(id: &str, role: &str, content: &str, status: &str) -> Message {
 /// Applies one run event to the reply it belongs to.
 fn apply_event(name: &str, data: &str, target: Shown, toasts: ToastList) {
     let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+    if let Some(event) = ImageEvent::parse(name, &value) {
+        match images::apply_to(target.slots, event) {
+            ImageUpdate::Waiting { ahead } => {
+                target.queue_position.set((ahead > 0).then_some(ahead))
+            }
+            ImageUpdate::Painting { .. } => target.queue_position.set(None),
+            ImageUpdate::Finished | ImageUpdate::Ended => {}
+        }
+    }
     match name {
         ev::MESSAGE_DELTA => {
             if let Some(text) = value.get("text").and_then(|t| t.as_str()) {
                 target.content.update(|c| c.push_str(text));
-            }
-        }
-        ev::IMAGE_QUEUED => {
-            if let Ok(q) = serde_json::from_value::<ev::ImageQueued>(value) {
-                target
-                    .queue_position
-                    .set((q.queue_position > 0).then_some(q.queue_position));
-                target.slots.update(|slots| {
-                    for index in q.first_index..q.first_index + q.count {
-                        if !slots.iter().any(|s| s.index == index) {
-                            slots.push(Slot {
-                                index,
-                                prompt: q.prompt.clone(),
-                                step: 0,
-                                steps: 0,
-                                preview: None,
-                                image: None,
-                            });
-                        }
-                    }
-                });
-            }
-        }
-        ev::IMAGE_POSITION => {
-            if let Ok(p) = serde_json::from_value::<ev::ImagePosition>(value) {
-                target
-                    .queue_position
-                    .set((p.queue_position > 0).then_some(p.queue_position));
-            }
-        }
-        ev::IMAGE_PROGRESS => {
-            if let Ok(p) = serde_json::from_value::<ev::ImageProgress>(value) {
-                target.queue_position.set(None);
-                target.slots.update(|slots| {
-                    if let Some(slot) = slots.iter_mut().find(|s| s.index == p.index) {
-                        slot.step = p.step;
-                        slot.steps = p.steps;
-                        if p.preview.is_some() {
-                            slot.preview = p.preview;
-                        }
-                    }
-                });
-            }
-        }
-        ev::IMAGE_DONE => {
-            if let Ok(d) = serde_json::from_value::<ev::ImageDone>(value) {
-                target.slots.update(|slots| {
-                    if let Some(slot) = slots.iter_mut().find(|s| s.index == d.index) {
-                        let mut metadata = crate::api::ImageMetadata {
-                            seed: d.seed,
-                            width: d.width,
-                            height: d.height,
-                            ..Default::default()
-                        };
-                        metadata.tool_arguments = serde_json::json!({ "prompt": slot.prompt });
-                        slot.image = Some(Image {
-                            id: d.image_id.clone(),
-                            mime: "image/png".into(),
-                            width: d.width,
-                            height: d.height,
-                            b64: None,
-                            url: Some(d.url.clone()),
-                            thumbnail_url: d.thumbnail_url.clone(),
-                            metadata,
-                        });
-                    }
-                });
             }
         }
         ev::TOOL_RESULT => {
@@ -568,16 +493,8 @@ fn apply_event(name: &str, data: &str, target: Shown, toasts: ToastList) {
                     message: e.message,
                 }));
             }
-            target
-                .slots
-                .update(|slots| slots.retain(|s| s.image.is_some()));
         }
-        ev::RUN_CANCELLED => {
-            target.status.set("cancelled".into());
-            target
-                .slots
-                .update(|slots| slots.retain(|s| s.image.is_some()));
-        }
+        ev::RUN_CANCELLED => target.status.set("cancelled".into()),
         _ => {}
     }
 }
