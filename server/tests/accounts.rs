@@ -130,6 +130,15 @@ async fn the_first_visit_creates_the_admin_and_nothing_else_answers_before() {
     assert_eq!(me["email"], "admin@example.com", "emails are normalised");
     assert_eq!(me["role"], "admin");
     assert_eq!(me["credits"]["enabled"], false);
+    let (_, users) = a.call(&s, "GET", "/api/admin/users", None).await;
+    let created = users.as_array().unwrap()[0]["created_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !created.starts_with("1970"),
+        "the admin is made now: {created}"
+    );
     let again = post(
         &s,
         "/api/auth/setup",

@@ -156,13 +156,16 @@ impl Store {
         // Conditional: of two setups at once, only the first finds the local user without a
         // password.
         let done = sqlx::query(
-            "UPDATE users SET name = $1, email = $2, password_hash = $3, role = 'admin', disabled = 0, pending = 0
+            "UPDATE users SET name = $1, email = $2, password_hash = $3, role = 'admin', disabled = 0, pending = 0,
+             created_at = $5
              WHERE id = $4 AND password_hash IS NULL",
         )
         .bind(name)
         .bind(email)
         .bind(password_hash)
         .bind(LOCAL_USER)
+        // The account is made now (the seeded local user it becomes dates from 0).
+        .bind(now_ms())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
