@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Command;
 
-use common::process::{client, slow_models, Easel};
+use common::process::{bearer_client, client, slow_models, Easel};
 use common::{read_events, Reply, ScriptedLlm};
 use serde_json::{json, Value};
 
@@ -259,16 +259,7 @@ async fn an_installation_moves_to_an_empty_database_whole() {
 
 /// Event names of a stream read with the caller's key.
 async fn read_events_as(caller: &Caller, url: &str) -> Vec<String> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", caller.key).parse().unwrap(),
-    );
-    let authed = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap();
-    read_events(&authed, url, None)
+    read_events(&bearer_client(&caller.key), url, None)
         .await
         .into_iter()
         .map(|e| e.event)

@@ -11,9 +11,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::process::{b64_images, client, get, pixels, post, slow_models, Easel};
+use common::process::{b64_images, bearer_client, client, get, pixels, post, slow_models, Easel};
 use common::{read_events, Reply, ScriptedLlm, SseEvent};
 use serde_json::{json, Value};
 
@@ -21,20 +19,6 @@ const KEY: &str = "backend-secret";
 
 fn named<'a>(events: &'a [SseEvent], name: &str) -> Vec<&'a SseEvent> {
     events.iter().filter(|e| e.event == name).collect()
-}
-
-fn backend_client() -> reqwest::Client {
-    easel::net::install_tls_provider();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {KEY}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
 }
 
 fn png(image: &image::RgbaImage) -> Vec<u8> {
@@ -135,7 +119,7 @@ sizes = ["64x64"]
     )
     .await;
     let client = client();
-    let back = backend_client();
+    let back = bearer_client(KEY);
 
     // Offered like local models; the OpenAI-kind one without samplers.
     let offered = get(&client, front.url("/api/models")).await;

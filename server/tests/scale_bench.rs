@@ -49,19 +49,6 @@ async fn run_job(node: &Easel, body: &Value) -> Duration {
     started.elapsed()
 }
 
-/// Waits until `node` offers the workers' models (they announce themselves on start).
-async fn wait_for_models(node: &Easel) {
-    let client = client();
-    for _ in 0..600 {
-        let models = common::process::get(&client, node.url("/api/models")).await;
-        if models["image_creation_available"] == true {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no worker's models reached the web node");
-}
-
 /// (queued → started, started → finished) of every finished job, in milliseconds.
 async fn job_times(database: &str) -> Vec<(i64, i64)> {
     let store = easel::store::Store::connect(database).await.unwrap();
@@ -123,7 +110,7 @@ async fn scale_out_throughput_and_worker_overhead() {
     let web =
         Easel::serve_with_args(&db.url, &no_models, None, &[], &["--image-workers", "0"]).await;
     let worker = Easel::worker(&db.url, &models, "bench-1", &[ONE_THREAD]);
-    wait_for_models(&web).await;
+    web.wait_for_models().await;
     run_job(&web, &body).await;
     let mut remote = Vec::new();
     for _ in 0..SEQUENTIAL {
@@ -158,7 +145,7 @@ async fn scale_out_throughput_and_worker_overhead() {
                 &[ONE_THREAD],
             ));
         }
-        wait_for_models(&web).await;
+        web.wait_for_models().await;
         // Warm every worker (each loads the model) before timing.
         let warm: Vec<_> = (0..count).map(|_| run_job(&web, &body)).collect();
         futures_util::future::join_all(warm).await;

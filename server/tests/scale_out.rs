@@ -170,15 +170,8 @@ async fn web_nodes_and_workers_share_replies_jobs_and_failures() {
     assert_eq!(web.len(), 2, "{health}");
     assert!(web.iter().all(|w| w["paints"] == false), "{health}");
     // A node learns the workers' models when they announce themselves (a notification),
-    // not at once: wait for it, briefly.
-    let asked = Instant::now();
-    let offered = loop {
-        let offered = get(&client, a.url("/api/models")).await;
-        if offered["image_creation_available"] == true || asked.elapsed() > Duration::from_secs(5) {
-            break offered;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // not at once: wait for it.
+    let offered = a.wait_for_models().await;
     assert_eq!(offered["image_creation_available"], true, "{offered}");
     assert_eq!(offered["default_image_model"], "tiny-sd", "{offered}");
 

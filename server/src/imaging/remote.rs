@@ -107,13 +107,10 @@ async fn attempts(
     request: &GenerationRequest,
     events: &mpsc::UnboundedSender<EngineEvent>,
 ) -> Result<(), RemoteError> {
-    let client = crate::net::http_client()
-        .connect_timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| RemoteError::new(RemoteFailure::Failed, e.to_string()))?;
+    let client = client()?;
     let mut attempt = 0;
     loop {
-        let response = send(&client, remote, request).await?;
+        let response = send(client, remote, request).await?;
         let status = response.status().as_u16();
         if matches!(status, 429 | 503) && attempt < remote.retries {
             attempt += 1;
@@ -136,6 +133,19 @@ async fn attempts(
             read_json(remote, request, response, events).await
         };
     }
+}
+
+/// One HTTP client for every remote request, so connections to a backend are reused.
+fn client() -> Result<&'static reqwest::Client, RemoteError> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client);
+    }
+    let built = crate::net::http_client()
+        .connect_timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| RemoteError::new(RemoteFailure::Failed, e.to_string()))?;
+    Ok(CLIENT.get_or_init(|| built))
 }
 
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
@@ -190,47 +200,36 @@ async fn send(
     remote: &RemoteModel,
     request: &GenerationRequest,
 ) -> Result<reqwest::Response, RemoteError> {
-    let mut fields: Vec<(&str, String)> = vec![
-        ("model", remote.model.clone()),
-        ("prompt", request.prompt.clone()),
-        ("n", request.n.to_string()),
-        ("size", size_text(request)),
+    use serde_json::json;
+    let mut fields: Vec<(&str, serde_json::Value)> = vec![
+        ("model", json!(remote.model)),
+        ("prompt", json!(request.prompt)),
+        ("n", json!(request.n)),
+        ("size", json!(size_text(request))),
     ];
     if remote.kind == RemoteKind::Easel {
-        fields.push(("seed", request.seed.to_string()));
-        fields.push(("steps", request.steps.to_string()));
-        fields.push(("guidance", request.guidance.to_string()));
-        fields.push(("guidance_rescale", request.guidance_rescale.to_string()));
-        fields.push(("sampler", request.sampler.name().to_string()));
-        fields.push(("schedule", request.schedule.name().to_string()));
+        fields.push(("seed", json!(request.seed)));
+        fields.push(("steps", json!(request.steps)));
+        fields.push(("guidance", json!(request.guidance)));
+        fields.push(("guidance_rescale", json!(request.guidance_rescale)));
+        fields.push(("sampler", json!(request.sampler.name())));
+        fields.push(("schedule", json!(request.schedule.name())));
         if !request.negative_prompt.is_empty() {
-            fields.push(("negative_prompt", request.negative_prompt.clone()));
+            fields.push(("negative_prompt", json!(request.negative_prompt)));
         }
-        fields.push(("response_format", "b64_json".into()));
+        fields.push(("response_format", json!("b64_json")));
     }
     if remote.stream {
-        fields.push(("stream", "true".into()));
-        fields.push(("partial_images", PARTIAL_IMAGES.to_string()));
+        fields.push(("stream", json!(true)));
+        fields.push(("partial_images", json!(PARTIAL_IMAGES)));
     }
     let endpoint = |path: &str| format!("{}/images/{path}", remote.url);
     let builder = match &request.edit {
         None => {
-            let mut body = serde_json::Map::new();
-            for (key, value) in fields {
-                let value = match key {
-                    "n" | "seed" | "steps" | "partial_images" => value
-                        .parse::<u64>()
-                        .map(serde_json::Value::from)
-                        .unwrap_or(value.into()),
-                    "guidance" | "guidance_rescale" => value
-                        .parse::<f64>()
-                        .map(serde_json::Value::from)
-                        .unwrap_or(value.into()),
-                    "stream" => serde_json::Value::Bool(true),
-                    _ => value.into(),
-                };
-                body.insert(key.to_string(), value);
-            }
+            let body: serde_json::Map<String, serde_json::Value> = fields
+                .into_iter()
+                .map(|(key, value)| (key.to_string(), value))
+                .collect();
             client.post(endpoint("generations")).json(&body)
         }
         Some(edit) => {
@@ -238,7 +237,11 @@ async fn send(
             let source = source_png(&edit.image, width, height)?;
             let mut form = Multipart::new();
             for (key, value) in &fields {
-                form.text(key, value);
+                // Form fields are text: strings as they are, numbers and booleans as written.
+                match value.as_str() {
+                    Some(text) => form.text(key, text),
+                    None => form.text(key, &value.to_string()),
+                }
             }
             if remote.kind == RemoteKind::Easel {
                 form.text("strength", &edit.strength.to_string());

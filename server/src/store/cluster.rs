@@ -139,10 +139,17 @@ impl Store {
     }
 
     /// Nodes that beat since `since`.
+    /// Nodes that beat since `since`. Each one's current job is read from the queue itself
+    /// (the job it claimed and is running), not from its last heartbeat, so it shows the moment
+    /// a job is claimed and goes the moment it ends.
     pub async fn live_nodes(&self, since: i64) -> Result<Vec<NodeRecord>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {NODE_COLUMNS} FROM nodes WHERE heartbeat_at >= $1 ORDER BY started_at, id"
-        ))
+        Ok(sqlx::query_as(
+            "SELECT n.id, n.kind, n.name, n.paints, n.provider, n.models,
+                    (SELECT j.id FROM image_jobs j WHERE j.worker = n.id AND j.state = 'running'
+                     ORDER BY j.started_at DESC LIMIT 1) AS current_job,
+                    n.jobs_done, n.started_at, n.heartbeat_at
+             FROM nodes n WHERE n.heartbeat_at >= $1 ORDER BY n.started_at, n.id",
+        )
         .bind(since)
         .fetch_all(&self.pool)
         .await?)

@@ -44,6 +44,21 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A client that sends `Authorization: Bearer key` with every request.
+pub fn bearer_client(key: &str) -> reqwest::Client {
+    easel::net::install_tls_provider();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -154,6 +169,25 @@ impl Easel {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Waits until this node offers image models (workers announce theirs when they start);
+    /// returns `/api/models`.
+    pub async fn wait_for_models(&self) -> Value {
+        let client = client();
+        let started = Instant::now();
+        loop {
+            let models = get(&client, self.url("/api/models")).await;
+            if models["image_creation_available"] == true {
+                return models;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no image models reached {}: {models}",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A new conversation with Image creation on; its id.
