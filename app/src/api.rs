@@ -564,6 +564,12 @@ pub struct StudioRequest {
     pub mask_b64: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strength: Option<f32>,
+    /// `chunk` or `truncate`: prompts over 75 tokens (the server's setting when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_prompts: Option<String>,
+    /// Whether `(word:1.3)` is a weight (the server's setting when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_weighting: Option<bool>,
 }
 
 fn one() -> u32 {
@@ -718,6 +724,65 @@ pub struct CreditQuote {
     pub enabled: bool,
     /// Whether the balance covers the cost (always with credits off).
     pub enough: bool,
+}
+
+/// `GET /api/models/download`: the server's model download ("Get a model") and its progress.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ModelDownload {
+    /// `idle`, `downloading`, `checking` (downloaded; loading it once), `ready` or `failed`.
+    pub phase: String,
+    /// The repository being (or last) downloaded.
+    pub repo: String,
+    /// The hub repository "Get a model" downloads when none is named.
+    pub recommended: String,
+    pub done: u64,
+    pub total: u64,
+    pub file: String,
+    /// The new model's id once ready.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Whether the caller may start one (admins).
+    pub can_start: bool,
+}
+
+/// `POST /api/models/download` (admins): a hub repository, or the recommended one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ModelDownloadRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+}
+
+/// `POST /api/studio/prompt`: how the engine will read a prompt, before painting.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PromptCheckRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    pub prompt: String,
+    #[serde(default)]
+    pub negative_prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_prompts: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_weighting: Option<bool>,
+}
+
+/// The answer: token counts against what the encoder sees.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PromptCheck {
+    /// The prompt's tokens (without the start and end markers).
+    pub tokens: u32,
+    pub negative_tokens: u32,
+    /// The most tokens the encoder sees (75 truncating, 225 in chunks).
+    pub limit: u32,
+    /// Tokens cut off the prompt and the negative prompt (0 when they fit).
+    pub dropped: u32,
+    pub negative_dropped: u32,
+    /// `chunk` or `truncate`, as the request will use.
+    pub long_prompts: String,
+    /// Whether the prompt carries weights other than 1.
+    pub weighted: bool,
 }
 
 /// `PATCH /api/admin/users/{id}`: every field optional.

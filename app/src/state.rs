@@ -19,6 +19,11 @@ impl AppState {
         self.list_version.update(|v| *v += 1);
     }
 
+    /// Reloads the models (after "Get a model" lands one).
+    pub fn refresh_models(&self) {
+        self.models.refetch();
+    }
+
     /// Whether image creation can be offered (a usable image model exists).
     pub fn images_available(&self) -> bool {
         self.models

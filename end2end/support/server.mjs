@@ -101,8 +101,9 @@ export function freePort() {
  * @param {Record<string,string>} [options.env] extra environment for the server.
  * @param {number} [options.timeoutMs] how long to wait for /api/health (default 60 s).
  * @param {string} [options.modelToml] the test model's `easel.toml` (default TEST_MODEL_TOML).
+ * @param {boolean} [options.models] false: an empty models folder (a fresh install).
  */
-export async function startEasel({ mode = 'scripted', llm = null, env = {}, timeoutMs = 60_000, modelToml } = {}) {
+export async function startEasel({ mode = 'scripted', llm = null, env = {}, timeoutMs = 60_000, modelToml, models = true } = {}) {
   hookExit();
   const bin = path.resolve(ROOT, process.env.EASEL_BIN || path.join('target', 'debug', 'easel'));
   if (!fs.existsSync(bin)) {
@@ -124,7 +125,8 @@ export async function startEasel({ mode = 'scripted', llm = null, env = {}, time
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'easel-e2e-'));
   const logPath = path.join(dataDir, 'server.log');
   const logFile = fs.openSync(logPath, 'a');
-  const modelsDir = makeModelsDir(dataDir, modelToml);
+  const modelsDir = models ? makeModelsDir(dataDir, modelToml) : path.join(dataDir, 'models');
+  fs.mkdirSync(modelsDir, { recursive: true });
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !SCRUBBED.test(k)));
 
   // A port can be taken between the probe and the bind; try a few.
@@ -137,7 +139,7 @@ export async function startEasel({ mode = 'scripted', llm = null, env = {}, time
       EASEL_ADDR: `127.0.0.1:${port}`,
       DATABASE_URL: `sqlite://${path.join(dataDir, 'easel.db')}`,
       EASEL_MODELS_DIR: modelsDir,
-      EASEL_IMAGE_MODEL: 'tiny-sd',
+      ...(models ? { EASEL_IMAGE_MODEL: 'tiny-sd' } : {}),
       // The perf measurement paints 100 images with ten calls in one answer (the default
       // allows four per answer; the cap itself is covered by the server's tests).
       EASEL_MAX_TOOL_CALLS: '10',
@@ -235,4 +237,51 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const easel = await startEasel({ mode: process.argv[2] === 'direct' ? 'direct' : 'scripted' });
   console.log(`Easel (${easel.mode}) at ${easel.baseUrl}; data in ${easel.dataDir}; Ctrl-C stops it.`);
   if (easel.llm) console.log(`scripted LLM at ${easel.llm.baseUrl}`);
+}
+
+/**
+ * A stand-in for the Hugging Face hub serving the tiny test model (with the end2end presets) as
+ * every repository: `GET /api/models/{owner}/{name}/tree/{rev}` and
+ * `GET /{owner}/{name}/resolve/{rev}/{path}`, as `easel models pull` and "Get a model" use them.
+ * Each file is sent in small pieces with a pause, so a page can see the progress.
+ */
+export async function startHub({ pauseMs = 40 } = {}) {
+  const http = await import('node:http');
+  const source = path.join(MODELS_DIR, 'tiny-sd');
+  const files = [];
+  const walk = (dir, prefix) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const rel = prefix + entry.name;
+      if (entry.isDirectory()) walk(path.join(dir, entry.name), `${rel}/`);
+      else if (rel !== 'easel.toml') files.push({ path: rel, bytes: fs.readFileSync(path.join(dir, entry.name)) });
+    }
+  };
+  walk(source, '');
+  files.push({ path: 'easel.toml', bytes: Buffer.from(TEST_MODEL_TOML.replace('default_size = "384x384"', 'default_size = "64x64"')) });
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://hub');
+    const tree = url.pathname.match(/^\/api\/models\/[^/]+\/[^/]+\/tree\/[^/]+$/);
+    if (tree) {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(files.map((f) => ({ type: 'file', path: f.path, size: f.bytes.length }))));
+      return;
+    }
+    const resolve = url.pathname.match(/^\/[^/]+\/[^/]+\/resolve\/[^/]+\/(.+)$/);
+    const file = resolve && files.find((f) => f.path === decodeURIComponent(resolve[1]));
+    if (!file) {
+      res.statusCode = 404;
+      res.end();
+      return;
+    }
+    res.setHeader('content-length', String(file.bytes.length));
+    const piece = Math.max(4096, Math.ceil(file.bytes.length / 8));
+    for (let at = 0; at < file.bytes.length; at += piece) {
+      res.write(file.bytes.subarray(at, at + piece));
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+    res.end();
+  });
+  const port = await freePort();
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(resolve)) };
 }

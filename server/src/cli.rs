@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::imaging::diffusion::npy;
 use crate::imaging::diffusion::preview::PreviewRate;
+use crate::imaging::diffusion::prompt::LongPrompts;
 use crate::imaging::registry::{ModelEntry, Registry};
 use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
 use crate::imaging::{encode, hub, ImageEngine};
@@ -112,6 +113,13 @@ pub struct GenerateArgs {
     /// 0–1 (diffusers' guidance_rescale); zero-SNR v-prediction models default to 0.7
     #[arg(long)]
     pub guidance_rescale: Option<f32>,
+    /// Prompts over 75 tokens: chunk (75-token chunks, default) or truncate (easel.toml's
+    /// images.long_prompts when not given).
+    #[arg(long)]
+    pub long_prompts: Option<String>,
+    /// Read `(word)` and `[word]` literally instead of as A1111 weights.
+    #[arg(long)]
+    pub no_weighting: bool,
     #[arg(long)]
     pub sampler: Option<String>,
     /// discrete or karras.
@@ -196,17 +204,28 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     name,
                 },
         } => {
+            hub::check_repo_name(&repo).map_err(|e| e.to_string())?;
             let name = name.unwrap_or_else(|| repo.rsplit('/').next().unwrap_or(&repo).to_string());
             let name = hub::safe_folder_name(&name).map_err(|e| e.to_string())?;
             let dest = config.models_dir.join(name);
             let hub = hub::Hub::from_env().map_err(|e| e.to_string())?;
-            hub.pull(&repo, &revision, &dest, false)
+            hub.pull(&repo, &revision, &dest, &hub::print_progress(&repo))
                 .await
                 .map_err(|e| e.to_string())?;
             let entry = ModelEntry::open(&dest);
-            match entry.problem {
-                Some(p) => Err(format!("downloaded, but the folder is not usable: {p}")),
-                None => {
+            if let Some(p) = entry.problem {
+                return Err(format!("downloaded, but the folder is not usable: {p}"));
+            }
+            // Load it once: whether this machine's ONNX Runtime can run every operator (an fp16
+            // export made for CUDA cannot run on the CPU provider) is known now, not at the
+            // first picture.
+            let engine = ImageEngine::start(&config.models_dir, &config.images, Some(&entry.id));
+            let id = entry.id.clone();
+            let checked = tokio::task::spawn_blocking(move || engine.check_runs(&id))
+                .await
+                .map_err(|e| e.to_string())?;
+            match checked {
+                Ok(()) => {
                     println!(
                         "{} is ready as model `{}` ({}).",
                         repo,
@@ -215,6 +234,10 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     );
                     Ok(())
                 }
+                Err(reason) => Err(format!(
+                    "downloaded to {}, but it cannot run here: {reason}",
+                    dest.display()
+                )),
             }
         }
     }
@@ -241,7 +264,7 @@ async fn copy_database(from: &str, to: &str) -> Result<(), String> {
 fn list_models(config: &Config) {
     let registry = crate::imaging::registry::Registry::scan(&config.models_dir);
     if registry.models.is_empty() {
-        println!("No models in {}. Download one with `easel models pull onnxruntime/sd-turbo` (see README).", config.models_dir.display());
+        println!("No models in {}. Download one with `easel models pull TheyCallMeHex/LCM-Dreamshaper-V7-ONNX` (see README).", config.models_dir.display());
         return;
     }
     for m in &registry.models {
@@ -312,6 +335,12 @@ async fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
         steps: args.steps,
         guidance: args.guidance,
         guidance_rescale: args.guidance_rescale,
+        long_prompts: Some(match &args.long_prompts {
+            Some(text) => LongPrompts::parse(text)
+                .ok_or_else(|| format!("--long-prompts must be chunk or truncate, not {text}"))?,
+            None => engine.prompt_options().long_prompts,
+        }),
+        prompt_weighting: Some(!args.no_weighting && engine.prompt_options().weighting),
         sampler: args.sampler.clone(),
         schedule: args.schedule.clone(),
         seed: args.seed,

@@ -144,7 +144,20 @@ pub struct ImageSettings {
     /// Image models painted by another server's OpenAI-compatible images API
     /// (`[[images.remote]]` in `easel.toml`).
     pub remote: Vec<RemoteModel>,
+    /// Prompts over 75 tokens are encoded in 75-token chunks (`images.long_prompts = "chunk"`,
+    /// the default) rather than truncated (`"truncate"`); `EASEL_LONG_PROMPTS`.
+    pub chunk_long_prompts: bool,
+    /// `(word:1.3)` weights in prompts (`images.prompt_weighting`, `EASEL_PROMPT_WEIGHTING`,
+    /// on by default; the images API reads them only when a request asks).
+    pub prompt_weighting: bool,
+    /// The hub repository "Get a model" downloads (`images.recommended_model`,
+    /// `EASEL_RECOMMENDED_MODEL`): an fp32 LCM export that paints in 4 steps on a CPU.
+    pub recommended_model: String,
 }
+
+/// An fp32 ONNX export of LCM Dreamshaper v7 in the diffusers layout: 4 steps, no fp16 kernels
+/// needed, so it paints on any CPU (the fp16 `onnxruntime/sd-turbo` export is made for CUDA).
+pub const DEFAULT_RECOMMENDED_MODEL: &str = "TheyCallMeHex/LCM-Dreamshaper-V7-ONNX";
 
 /// What kind of server a remote image model lives on: it decides which parameters are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +266,9 @@ struct FileImages {
     default_model: Option<String>,
     queue_max: Option<u32>,
     workers: Option<usize>,
+    long_prompts: Option<String>,
+    prompt_weighting: Option<bool>,
+    recommended_model: Option<String>,
     #[serde(default)]
     remote: Vec<FileRemote>,
 }
@@ -509,6 +525,26 @@ impl Config {
             },
             None => file.images.workers.unwrap_or(1).min(1),
         };
+        let chunk_long_prompts = match env
+            .var("EASEL_LONG_PROMPTS")
+            .map(|v| ("EASEL_LONG_PROMPTS", v))
+            .or(file.images.long_prompts.map(|v| ("images.long_prompts", v)))
+        {
+            None => true,
+            Some((setting, v)) => match v.trim().to_ascii_lowercase().as_str() {
+                "chunk" => true,
+                "truncate" => false,
+                other => return Err(ConfigError::new(
+                    setting,
+                    format!("`{other}` is not chunk or truncate"),
+                    "use chunk (75-token chunks, the default) or truncate (the first 75 tokens)",
+                )),
+            },
+        };
+        let prompt_weighting = match env.var("EASEL_PROMPT_WEIGHTING") {
+            Some(v) => parse_bool("EASEL_PROMPT_WEIGHTING", &v)?,
+            None => file.images.prompt_weighting.unwrap_or(true),
+        };
         let llm_idle_timeout = match env.var("EASEL_LLM_IDLE_TIMEOUT") {
             Some(v) => parse_positive("EASEL_LLM_IDLE_TIMEOUT", &v, 86_400)? as u64,
             None => file
@@ -636,6 +672,12 @@ impl Config {
                 queue_max,
                 workers,
                 remote,
+                chunk_long_prompts,
+                prompt_weighting,
+                recommended_model: env
+                    .var("EASEL_RECOMMENDED_MODEL")
+                    .or(file.images.recommended_model)
+                    .unwrap_or_else(|| DEFAULT_RECOMMENDED_MODEL.into()),
             },
             image_model: env.var("EASEL_IMAGE_MODEL").or(file.images.default_model),
             site_root,

@@ -363,6 +363,15 @@ async fn sessions_keys_and_disabling() {
     ] {
         assert_eq!(c.call(&s, "GET", path, None).await.0, 404, "{path}");
     }
+    // "Get a model": everyone sees the download's progress; only admins start one.
+    let (status, download) = c.call(&s, "GET", "/api/models/download", None).await;
+    assert_eq!((status, &download["can_start"]), (200, &json!(false)));
+    let (status, _) = c
+        .call(&s, "POST", "/api/models/download", Some(json!({})))
+        .await;
+    assert_eq!(status, 404);
+    let (_, download) = a.call(&s, "GET", "/api/models/download", None).await;
+    assert_eq!(download["can_start"], true);
     // The last admin cannot be demoted.
     let (_, me) = a.call(&s, "GET", "/api/me", None).await;
     let (status, _) = a

@@ -79,14 +79,6 @@ fn edit_input(
     }
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn deterministic_samplers_match_the_reference_pipeline_within_1e_3() {
     let root = common::manifest_dir().join("tests/assets/fixtures/reference");
@@ -139,7 +131,7 @@ fn deterministic_samplers_match_the_reference_pipeline_within_1e_3() {
             .iter()
             .flat_map(|i| i.pixels.data.iter().copied())
             .collect();
-        let diff = max_abs_diff(&ours, &expected.data);
+        let diff = common::max_abs_diff(&ours, &expected.data);
         report.push(format!("{}: {diff:.2e}", case["name"].as_str().unwrap()));
         assert!(
             diff <= 1e-3,
@@ -193,7 +185,7 @@ fn a_batch_equals_its_images_made_one_by_one() {
             ..batch.clone()
         };
         let single = generate(&entry, &runtime, &alone);
-        let diff = max_abs_diff(&single[0].pixels.data, &image.pixels.data);
+        let diff = common::max_abs_diff(&single[0].pixels.data, &image.pixels.data);
         assert!(diff < 1e-5, "image {i} differs by {diff} when made alone");
     }
 }
@@ -268,7 +260,7 @@ fn sdxl_reads_force_zeros_for_empty_prompt() {
     };
     let zeroed = paint(&on, "");
     assert_eq!(zeroed, paint(&on, "   "));
-    assert!(max_abs_diff(&zeroed, &paint(&off, "")) > 1e-4);
+    assert!(common::max_abs_diff(&zeroed, &paint(&off, "")) > 1e-4);
     // A negative prompt that says something is encoded either way.
     assert_eq!(paint(&on, "blurry"), paint(&off, "blurry"));
 }
@@ -381,7 +373,7 @@ fn guidance_rescale_defaults_to_zero_snr_models_and_changes_the_picture() {
     assert_eq!(err.field, "guidance_rescale");
     let none = generate(&plain, &runtime, &resolve(&plain, Some(0.0)).unwrap());
     let rescaled = generate(&plain, &runtime, &resolve(&plain, Some(0.7)).unwrap());
-    assert!(max_abs_diff(&none[0].pixels.data, &rescaled[0].pixels.data) > 1e-4);
+    assert!(common::max_abs_diff(&none[0].pixels.data, &rescaled[0].pixels.data) > 1e-4);
 }
 
 #[test]
@@ -446,7 +438,7 @@ fn img2img_and_masked_inpainting_keep_what_they_should() {
             .map(|i| img[i])
             .collect()
     };
-    assert!(max_abs_diff(&right_cols(&kept), &right_cols(&half)) < 1e-5);
+    assert!(common::max_abs_diff(&right_cols(&kept), &right_cols(&half)) < 1e-5);
     let left_cols = |img: &[f32]| -> Vec<f32> {
         (0..3 * 64 * 64)
             .filter(|i| i % 64 < 24)
@@ -454,7 +446,7 @@ fn img2img_and_masked_inpainting_keep_what_they_should() {
             .collect()
     };
     assert!(
-        max_abs_diff(&left_cols(&kept), &left_cols(&half)) > 1e-3,
+        common::max_abs_diff(&left_cols(&kept), &left_cols(&half)) > 1e-3,
         "the masked half changed"
     );
     // img2img: low strength stays closer to the source than high strength.

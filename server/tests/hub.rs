@@ -46,8 +46,12 @@ fn model_files(dir: &Path, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
 
 async fn tree(
     State(shared): State<Shared>,
-    UrlPath((_owner, _name, _rev)): UrlPath<(String, String, String)>,
-) -> Json<serde_json::Value> {
+    UrlPath((_owner, name, _rev)): UrlPath<(String, String, String)>,
+) -> Response {
+    // Every repository name serves the hosted files, except this one, which does not exist.
+    if name == "missing" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let hosted = shared.lock().unwrap();
     let mut entries: Vec<serde_json::Value> = hosted
         .files
@@ -64,7 +68,7 @@ async fn tree(
     // Files outside the ONNX layout, which the pull must skip.
     entries.push(json!({"type": "file", "path": "unet/diffusion_pytorch_model.safetensors", "size": 1_000_000_000u64}));
     entries.push(json!({"type": "directory", "path": "unet", "size": 0}));
-    Json(json!(entries))
+    Json(json!(entries)).into_response()
 }
 
 async fn resolve(
@@ -129,7 +133,10 @@ async fn pulls_a_model_folder_that_then_loads() {
     let dir = tempfile::tempdir().unwrap();
     let dest: PathBuf = dir.path().join("tiny-sd");
     let hub = Hub::new(&endpoint, None).unwrap();
-    let written = hub.pull("test/tiny-sd", "main", &dest, true).await.unwrap();
+    let written = hub
+        .pull("test/tiny-sd", "main", &dest, &|_| {})
+        .await
+        .unwrap();
     assert_eq!(written.len(), tiny_sd_files().len());
     for (path, bytes) in tiny_sd_files() {
         assert_eq!(std::fs::read(dest.join(&path)).unwrap(), bytes, "{path}");
@@ -144,7 +151,10 @@ async fn pulls_a_model_folder_that_then_loads() {
     assert!(entry.problem.is_none(), "{:?}", entry.problem);
     // A second pull finds everything complete and downloads nothing.
     let served_before = shared.lock().unwrap().served.len();
-    let again = hub.pull("test/tiny-sd", "main", &dest, true).await.unwrap();
+    let again = hub
+        .pull("test/tiny-sd", "main", &dest, &|_| {})
+        .await
+        .unwrap();
     assert!(again.is_empty());
     assert_eq!(shared.lock().unwrap().served.len(), served_before);
 }
@@ -189,7 +199,7 @@ async fn every_external_data_file_a_graph_names_is_fetched() {
     let dest: PathBuf = dir.path().join("tiny-sd");
     Hub::new(&endpoint, None)
         .unwrap()
-        .pull("test/tiny-sd", "main", &dest, true)
+        .pull("test/tiny-sd", "main", &dest, &|_| {})
         .await
         .unwrap();
     assert!(dest.join("unet").join(renamed).is_file());
@@ -222,7 +232,7 @@ async fn a_partial_download_resumes_with_a_range_request() {
     .unwrap();
     Hub::new(&endpoint, None)
         .unwrap()
-        .pull("test/tiny-sd", "main", &dest, true)
+        .pull("test/tiny-sd", "main", &dest, &|_| {})
         .await
         .unwrap();
     assert_eq!(std::fs::read(dest.join(&path)).unwrap(), bytes);
@@ -243,7 +253,7 @@ async fn a_file_of_the_wrong_size_is_refused_and_not_installed() {
     let dest = dir.path().join("tiny-sd");
     let error = Hub::new(&endpoint, None)
         .unwrap()
-        .pull("test/tiny-sd", "main", &dest, true)
+        .pull("test/tiny-sd", "main", &dest, &|_| {})
         .await
         .unwrap_err();
     let text = error.to_string();
@@ -268,11 +278,151 @@ async fn a_repository_without_the_onnx_layout_is_explained() {
     let dir = tempfile::tempdir().unwrap();
     let error = Hub::new(&endpoint, None)
         .unwrap()
-        .pull("test/pytorch-only", "main", &dir.path().join("x"), true)
+        .pull("test/pytorch-only", "main", &dir.path().join("x"), &|_| {})
         .await
         .unwrap_err();
     assert!(
         error.to_string().contains("not a diffusers ONNX export"),
         "{error}"
     );
+}
+
+/// "Get a model" on a fresh install: the real binary with an empty models folder downloads the
+/// recommended model from the hub (here the stand-in), shows progress, and paints with it at
+/// once, without a restart. A repository that does not exist ends as a failed download with
+/// the hub's answer; a second download while one runs is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_a_model_downloads_the_recommended_one_and_paints_without_a_restart() {
+    use common::process::{client, get, post, Easel};
+    use std::time::{Duration, Instant};
+
+    let (endpoint, shared) = hub(Hosted {
+        files: tiny_sd_files(),
+        ..Hosted::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let database = common::TestDatabase::new(dir.path(), "easel");
+    let easel = Easel::serve(
+        &database.url,
+        &models,
+        None,
+        &[
+            ("HF_ENDPOINT", endpoint.as_str()),
+            ("EASEL_RECOMMENDED_MODEL", "test/tiny-sd"),
+        ],
+    )
+    .await;
+    let http = client();
+
+    let before = get(&http, easel.url("/api/models")).await;
+    assert_eq!(before["image_creation_available"], false, "{before}");
+    let status = get(&http, easel.url("/api/models/download")).await;
+    assert_eq!(status["phase"], "idle");
+    assert_eq!(status["recommended"], "test/tiny-sd");
+    assert_eq!(status["can_start"], true, "the local user is the admin");
+
+    // Image creation without a model: the reply fails with the exact message and its code,
+    // which the page answers with "Get a model".
+    let conversation = easel.painting_conversation(&http).await;
+    let answer = easel
+        .say(&http, &conversation, "a lighthouse at dusk")
+        .await;
+    let run = answer["run_id"].as_str().unwrap().to_string();
+    let events = http
+        .get(easel.url(&format!("/api/runs/{run}/events")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(events.contains("no_image_model"), "{events}");
+
+    let started = http
+        .post(easel.url("/api/models/download"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let refused = http
+        .post(easel.url("/api/models/download"))
+        .json(&serde_json::json!({"repo": "test/other"}))
+        .send()
+        .await
+        .unwrap();
+    let refused_status = refused.status().as_u16();
+    let began = Instant::now();
+    let mut saw_progress = false;
+    let last = loop {
+        let status = get(&http, easel.url("/api/models/download")).await;
+        saw_progress |= status["total"].as_u64().unwrap_or(0) > 0;
+        if matches!(status["phase"].as_str(), Some("ready" | "failed")) {
+            break status;
+        }
+        assert!(began.elapsed() < Duration::from_secs(60), "{status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(last["phase"], "ready", "{last}");
+    assert_eq!(last["model"], "tiny-sd");
+    assert_eq!(last["done"], last["total"]);
+    assert!(saw_progress);
+    // The download may have been quick enough to end before the second request.
+    assert!(
+        refused_status == 409 || refused_status == 202,
+        "{refused_status}"
+    );
+    assert!(!shared.lock().unwrap().served.is_empty());
+
+    // Usable at once: offered, and it paints through the images API.
+    let models = easel.wait_for_models().await;
+    assert!(
+        models["image"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "tiny-sd"),
+        "{models}"
+    );
+    let painted = post(
+        &http,
+        easel.url("/v1/images/generations"),
+        serde_json::json!({"model": "tiny-sd", "prompt": "a red fox", "size": "64x64", "steps": 2}),
+    )
+    .await;
+    assert_eq!(common::process::b64_images(&painted).len(), 1, "{painted}");
+
+    // A repository the hub does not have: the download fails with the hub's answer.
+    let started = http
+        .post(easel.url("/api/models/download"))
+        .json(&serde_json::json!({"repo": "test/missing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let failed = loop {
+        let status = get(&http, easel.url("/api/models/download")).await;
+        if status["phase"] != "downloading" && status["phase"] != "checking" {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(failed["phase"], "failed", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("test/missing"),
+        "{failed}"
+    );
+    // Names that could leave the hub's URL space are refused before anything starts.
+    for bad in ["../etc", "a/b/c", "owner/..", "x"] {
+        let r = http
+            .post(easel.url("/api/models/download"))
+            .json(&serde_json::json!({ "repo": bad }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{bad}");
+    }
 }

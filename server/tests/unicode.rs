@@ -123,7 +123,8 @@ async fn every_prompt_paints_everywhere_and_the_files_keep_it() {
                 .send(
                     "POST",
                     "/v1/images/generations",
-                    json!({"prompt": prompt, "seed": 3, "output_format": format}),
+                    // Chat reads A1111 weights in prompts; /v1 only when asked.
+                    json!({"prompt": prompt, "seed": 3, "output_format": format, "prompt_weighting": true}),
                 )
                 .await;
             assert_eq!(status, 200, "{prompt:?} through /v1: {body}");

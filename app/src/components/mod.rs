@@ -1,6 +1,7 @@
 //! Pieces the pages are built from.
 
 pub mod confirm;
+pub mod get_model;
 pub mod icons;
 pub mod layout;
 pub mod switch;

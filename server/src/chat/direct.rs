@@ -14,7 +14,10 @@ use crate::tools::{image_generator, styles};
 pub const DIRECT_MODEL_ID: &str = "direct";
 
 #[derive(Clone, Default)]
-pub struct DirectProvider;
+pub struct DirectProvider {
+    /// Set when no image model is installed: the note then says how to get one first.
+    pub no_image_model: bool,
+}
 
 impl DirectProvider {
     pub fn stream(&self, request: LlmRequest) -> LlmStream {
@@ -51,6 +54,10 @@ impl DirectProvider {
                     LlmDelta::Finish("stop".into()),
                 ]
             }
+            _ if self.no_image_model => vec![
+                LlmDelta::Text(format!("{NO_LLM_NOTE}\n\n{NO_IMAGE_MODEL_NOTE}")),
+                LlmDelta::Finish("stop".into()),
+            ],
             _ => vec![
                 LlmDelta::Text(NO_LLM_NOTE.into()),
                 LlmDelta::Finish("stop".into()),
@@ -65,6 +72,12 @@ To chat, connect an OpenAI-compatible LLM: set `OPENAI_API_KEY` (OpenAI), or `OP
 `EASEL_LLM_MODEL` for a local server such as Ollama (`http://localhost:11434/v1`), then restart Easel. \
 Without one, Easel can still paint: turn on **Image creation** in the Internal tools menu (the gear \
 below the message box) and describe the picture you want.";
+
+/// Added when no image model is installed, so following the note above leads to a picture.
+pub const NO_IMAGE_MODEL_NOTE: &str =
+    "**No image model is installed yet**, so Image creation cannot \
+paint. An admin can download the recommended one with **Get a model** in the Internal tools menu \
+or the Studio (it is usable as soon as it lands), or run `easel models pull` (see README).";
 
 static COUNT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(

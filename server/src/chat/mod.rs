@@ -150,7 +150,7 @@ impl Providers {
         };
         if id == DIRECT_MODEL_ID {
             return Ok(ResolvedModel {
-                provider: LlmProvider::Direct(DirectProvider),
+                provider: LlmProvider::Direct(DirectProvider::default()),
                 upstream: id.clone(),
                 id,
             });

@@ -17,8 +17,10 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::direct::DirectProvider;
 use super::llm::{
-    ChatMessage, LlmDelta, LlmError, LlmRequest, ToolCallAssembler, ToolCallRequest, ToolChoice,
+    ChatMessage, LlmDelta, LlmError, LlmProvider, LlmRequest, ToolCallAssembler, ToolCallRequest,
+    ToolChoice,
 };
 use super::run::{RunHandle, RunRegistry};
 use super::ResolvedModel;
@@ -124,6 +126,17 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
             message: EngineError::NoModel.to_string(),
         };
     }
+    // Easel's own answer without an LLM knows whether an image model is installed.
+    let direct;
+    let provider = match &model.provider {
+        LlmProvider::Direct(_) => {
+            direct = LlmProvider::Direct(DirectProvider {
+                no_image_model: !turn.jobs.engine().available(),
+            });
+            &direct
+        }
+        other => other,
+    };
     let offered = tools::offered(turn.image_creation, turn.jobs.engine());
     // Paint mode forces the call in the first round only: after it, the model answers freely.
     let paint = turn.paint && offered.iter().any(|t| t.name == image_generator::NAME);
@@ -149,7 +162,7 @@ async fn converse(turn: &Turn, produced: &mut Produced) -> Ending {
             },
         };
         let stream = tokio::select! {
-            s = model.provider.stream(request) => s,
+            s = provider.stream(request) => s,
             _ = cancel.cancelled() => return Ending::Cancelled,
         };
         let mut stream = match stream {

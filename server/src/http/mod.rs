@@ -12,6 +12,7 @@ mod account;
 mod admin;
 mod agents;
 mod conversations;
+mod downloads;
 pub mod error;
 mod extract;
 pub mod guard;
@@ -68,6 +69,7 @@ impl FromRef<AppState> for LeptosOptions {
 fn api_routes() -> Routes {
     Routes::new(Family::Api, "/api")
         .merge(health::routes())
+        .merge(downloads::routes())
         .merge(account::routes())
         .merge(admin::routes())
         .merge(conversations::routes())

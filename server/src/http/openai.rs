@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use super::routes::{Family, Routes};
 use super::AppState;
 use crate::imaging::diffusion::preview::PreviewRate;
+use crate::imaging::diffusion::prompt::LongPrompts;
 use crate::imaging::encode;
 use crate::imaging::request::{
     self, GenerationRequest, ImageParams, Quality, SizeChoice, SizePolicy,
@@ -263,6 +264,11 @@ struct Common {
     steps: Option<i64>,
     guidance: Option<f32>,
     guidance_rescale: Option<f32>,
+    /// Easel extension: `chunk` or `truncate` for prompts over 75 tokens.
+    long_prompts: Option<String>,
+    /// Easel extension: read `(word:1.3)` as a weight. Off unless asked, so an OpenAI client's
+    /// parentheses stay literal.
+    prompt_weighting: Option<bool>,
     sampler: Option<String>,
     schedule: Option<String>,
     stream: Option<bool>,
@@ -363,6 +369,16 @@ impl Common {
             steps: self.steps,
             guidance: self.guidance,
             guidance_rescale: self.guidance_rescale,
+            long_prompts: match self.long_prompts.as_deref() {
+                None => None,
+                Some(text) => Some(LongPrompts::parse(text).ok_or_else(|| {
+                    OpenAiError::invalid(
+                        format!("long_prompts must be chunk or truncate, not `{text}`"),
+                        Some("long_prompts"),
+                    )
+                })?),
+            },
+            prompt_weighting: Some(self.prompt_weighting.unwrap_or(false)),
             sampler: self.sampler.clone(),
             schedule: self.schedule.clone(),
             seed: self.seed,
@@ -484,6 +500,8 @@ async fn edits(State(state): State<AppState>, headers: HeaderMap, request: Reque
                 "guidance_rescale" => {
                     body.guidance_rescale = Some(number("guidance_rescale")? as f32)
                 }
+                "long_prompts" => body.long_prompts = Some(text()),
+                "prompt_weighting" => body.prompt_weighting = Some(text() == "true"),
                 "sampler" => body.sampler = Some(text()),
                 "schedule" => body.schedule = Some(text()),
                 "strength" => body.strength = Some(number("strength")? as f32),
@@ -535,6 +553,9 @@ async fn prepare(
     body.output()?;
     let model = state.jobs.engine().model(body.model.as_deref())?;
     let mut params = body.params()?;
+    params.long_prompts = params
+        .long_prompts
+        .or(Some(state.jobs.engine().prompt_options().long_prompts));
     // Previews cost time; only streaming requests show them.
     params.preview = if body.stream.unwrap_or(false) {
         PreviewRate::Faster

@@ -21,7 +21,8 @@ use serde_json::json;
 
 use app::api::events as ev;
 use app::api::{
-    CreditQuote, EnhanceRequest, EnhanceResponse, Image, SentToChat, StudioJob, StudioRequest,
+    CreditQuote, EnhanceRequest, EnhanceResponse, Image, PromptCheck, PromptCheckRequest,
+    SentToChat, StudioJob, StudioRequest,
 };
 
 use super::conversations::image_to_api;
@@ -32,6 +33,7 @@ use super::runs::sse;
 use super::AppState;
 use crate::chat::llm::{ChatMessage, LlmDelta, LlmProvider, LlmRequest, ToolChoice};
 use crate::imaging::diffusion::preview::PreviewRate;
+use crate::imaging::diffusion::prompt::{self, LongPrompts, PromptOptions};
 use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
 use crate::imaging::EngineError;
 use crate::jobs::prepare::{prepare_edit, EditUpload};
@@ -56,6 +58,60 @@ pub fn routes() -> Routes {
         .post("/studio/images/{id}/chat", send_to_chat)
         .post("/studio/enhance", enhance)
         .post("/studio/quote", quote)
+        .post("/studio/prompt", check_prompt)
+}
+
+/// How the engine will read a prompt (token counts, what is cut), so the page can warn before
+/// anything is painted.
+async fn check_prompt(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiJson(body): ApiJson<PromptCheckRequest>,
+) -> ApiResult<Json<PromptCheck>> {
+    let limit = app::api::limits::PROMPT_MAX_CHARS;
+    if body.prompt.chars().count() > limit || body.negative_prompt.chars().count() > limit {
+        return Err(bad("prompt", "must be at most 2000 characters"));
+    }
+    let engine = state.jobs.engine();
+    let defaults = engine.prompt_options();
+    let options = PromptOptions {
+        long_prompts: match body.long_prompts.as_deref() {
+            Some(text) => LongPrompts::parse(text)
+                .ok_or_else(|| bad("long_prompts", "must be chunk or truncate"))?,
+            None => defaults.long_prompts,
+        },
+        weighting: body.prompt_weighting.unwrap_or(defaults.weighting),
+    };
+    let model = studio_model(&state, body.model.as_deref())?;
+    let Some(tokenizer) = model.tokenizer() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_tokenizer",
+            format!(
+                "model {} is painted elsewhere; its prompts cannot be read here",
+                model.id
+            ),
+        ));
+    };
+    // Tokenising a 2000-character prompt is CPU work: off the async threads.
+    let (prompt, negative) = (body.prompt.clone(), body.negative_prompt.clone());
+    let (p, n) = tokio::task::spawn_blocking(move || {
+        (
+            prompt::report(&tokenizer, &prompt, options),
+            prompt::report(&tokenizer, &negative, options),
+        )
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(PromptCheck {
+        tokens: p.tokens as u32,
+        negative_tokens: n.tokens as u32,
+        limit: p.limit as u32,
+        dropped: p.dropped as u32,
+        negative_dropped: n.dropped as u32,
+        long_prompts: options.long_prompts.name().into(),
+        weighted: p.weighted,
+    }))
 }
 
 fn bad(field: &str, message: impl Into<String>) -> ApiError {
@@ -103,6 +159,22 @@ async fn quote(
     }))
 }
 
+/// The model a Studio request names (or the default): 422 for an unknown one, 503 when none
+/// can paint.
+fn studio_model(
+    state: &AppState,
+    model: Option<&str>,
+) -> ApiResult<std::sync::Arc<crate::imaging::registry::ModelEntry>> {
+    state.jobs.engine().model(model).map_err(|e| match e {
+        EngineError::UnknownModel(_) => bad("model", e.to_string()),
+        other => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_image_model",
+            other.to_string(),
+        ),
+    })
+}
+
 /// The model and the engine parameters a Studio request names (without its edit's upload).
 fn studio_params(
     state: &AppState,
@@ -111,18 +183,8 @@ fn studio_params(
     std::sync::Arc<crate::imaging::registry::ModelEntry>,
     ImageParams,
 )> {
-    let model = state
-        .jobs
-        .engine()
-        .model(body.model.as_deref())
-        .map_err(|e| match e {
-            EngineError::UnknownModel(_) => bad("model", e.to_string()),
-            other => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_image_model",
-                other.to_string(),
-            ),
-        })?;
+    let defaults = state.jobs.engine().prompt_options();
+    let model = studio_model(state, body.model.as_deref())?;
     let (prompt, negative) =
         styles::apply(body.style.as_deref(), &body.prompt, &body.negative_prompt);
     let params = ImageParams {
@@ -143,6 +205,12 @@ fn studio_params(
         seed: body.seed,
         preview: PreviewRate::parse(&body.preview)
             .ok_or_else(|| bad("preview", "must be faster, normal or none"))?,
+        long_prompts: Some(match body.long_prompts.as_deref() {
+            Some(text) => LongPrompts::parse(text)
+                .ok_or_else(|| bad("long_prompts", "must be chunk or truncate"))?,
+            None => defaults.long_prompts,
+        }),
+        prompt_weighting: Some(body.prompt_weighting.unwrap_or(defaults.weighting)),
         ..ImageParams::default()
     };
     Ok((model, params))

@@ -72,6 +72,7 @@ impl ModelDescription {
             default_schedule: Schedule::parse(&self.default_schedule)?,
             default_guidance: self.default_guidance,
             steps: self.steps,
+            preview_decoder: None,
         };
         Some(ModelEntry::elsewhere(
             self,

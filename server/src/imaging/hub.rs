@@ -87,6 +87,24 @@ fn inside(dest: &Path, path: &str) -> Result<PathBuf, PullError> {
 }
 
 /// A model folder's name as given on the command line or in the UI: one plain segment.
+/// `owner/name` as the hub spells repositories: letters, digits, `-`, `_`, `.`; it becomes part
+/// of URLs, so nothing else may pass.
+pub fn check_repo_name(repo: &str) -> Result<(), PullError> {
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 96
+            && !p.starts_with('.')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match repo.split_once('/') {
+        Some((owner, name)) if ok_part(owner) && ok_part(name) && !name.contains("..") => Ok(()),
+        _ => Err(PullError::Layout(format!(
+            "`{repo}` is not a hub repository name (owner/name)"
+        ))),
+    }
+}
+
 pub fn safe_folder_name(name: &str) -> Result<&str, PullError> {
     let name = name.trim();
     match safe_relative_path(name) {
@@ -152,6 +170,40 @@ pub fn external_data_names(graph: &[u8]) -> Vec<String> {
         }
     }
     names
+}
+
+/// Where a download stands, reported as bytes arrive (at most every 200 ms) and once at the end.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PullProgress {
+    pub done: u64,
+    pub total: u64,
+    /// The file being fetched (empty at the end).
+    pub file: String,
+}
+
+/// Receives progress; the command line prints it, the server keeps it for the page.
+pub type OnProgress<'a> = dyn Fn(&PullProgress) + Send + Sync + 'a;
+
+/// Prints progress on one terminal line (the command line's `models pull`).
+pub fn print_progress(repo: &str) -> impl Fn(&PullProgress) + Send + Sync + use<> {
+    let repo = repo.to_string();
+    let started = Instant::now();
+    move |p: &PullProgress| {
+        if p.file.is_empty() {
+            eprintln!("\r{repo}: {} complete.{:40}", human(p.total), "");
+            return;
+        }
+        let rate = (p.done as f64) / started.elapsed().as_secs_f64().max(0.001);
+        let percent = (p.done * 100).checked_div(p.total).unwrap_or(100);
+        eprint!(
+            "\r{repo}: {percent:3}% {} / {} ({}/s) {}{:10}",
+            human(p.done),
+            human(p.total),
+            human(rate as u64),
+            p.file,
+            ""
+        );
+    }
 }
 
 pub struct Hub {
@@ -237,13 +289,13 @@ impl Hub {
     }
 
     /// Downloads the layout's files into `dest`, skipping complete ones and resuming partial
-    /// ones (`.part` files with an HTTP range request). Prints progress to stderr.
+    /// ones (`.part` files with an HTTP range request), reporting progress to `progress`.
     pub async fn pull(
         &self,
         repo: &str,
         revision: &str,
         dest: &Path,
-        quiet: bool,
+        progress: &OnProgress<'_>,
     ) -> Result<Vec<PathBuf>, PullError> {
         let listed = self.list(repo, revision).await?;
         // Every listed path is checked before anything is written, wanted or not.
@@ -289,7 +341,7 @@ impl Hub {
                     .map(|m| m.len() == file.size)
                     .unwrap_or(false))
             {
-                self.download(repo, revision, &file, &target, &mut done, total, quiet)
+                self.download(repo, revision, &file, &target, &mut done, total, progress)
                     .await?;
                 written.push(target.clone());
             }
@@ -323,14 +375,11 @@ impl Hub {
                 }
             }
         }
-        if !quiet {
-            eprintln!(
-                "\r{repo}: {} in {} files, complete.{:20}",
-                human(total),
-                files.len(),
-                ""
-            );
-        }
+        progress(&PullProgress {
+            done: total,
+            total,
+            file: String::new(),
+        });
         Ok(written)
     }
 
@@ -343,7 +392,7 @@ impl Hub {
         target: &Path,
         done: &mut u64,
         total: u64,
-        quiet: bool,
+        progress: &OnProgress<'_>,
     ) -> Result<(), PullError> {
         let io = |path: &Path| {
             let path = path.display().to_string();
@@ -385,7 +434,6 @@ impl Hub {
         let mut got = if resumed { have } else { 0 };
         *done += got;
         let mut body = response.bytes_stream();
-        let started = Instant::now();
         let mut last_print = Instant::now() - Duration::from_secs(1);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
@@ -396,18 +444,13 @@ impl Hub {
             out.write_all(&chunk).map_err(io(&part))?;
             got += chunk.len() as u64;
             *done += chunk.len() as u64;
-            if !quiet && last_print.elapsed() >= Duration::from_millis(200) {
+            if last_print.elapsed() >= Duration::from_millis(200) {
                 last_print = Instant::now();
-                let rate = (*done as f64) / started.elapsed().as_secs_f64().max(0.001);
-                let percent = (*done * 100).checked_div(total).unwrap_or(100);
-                eprint!(
-                    "\r{repo}: {percent:3}% {} / {} ({}/s) {}{:10}",
-                    human(*done),
-                    human(total),
-                    human(rate as u64),
-                    file.path,
-                    ""
-                );
+                progress(&PullProgress {
+                    done: *done,
+                    total,
+                    file: file.path.clone(),
+                });
             }
         }
         out.flush().map_err(io(&part))?;

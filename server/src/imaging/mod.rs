@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod diffusion;
+pub mod download;
 pub mod edit;
 pub mod encode;
 pub mod hub;
@@ -107,12 +108,34 @@ pub struct ImageEngine {
 }
 
 struct Inner {
-    registry: Registry,
-    runtime: Result<Arc<Runtime>, RuntimeError>,
+    /// The model folders and the runtime; replaced whole when the folder is scanned again
+    /// (a model downloaded from the UI is usable without a restart).
+    local: RwLock<Local>,
+    settings: ImageSettings,
     default_model: Option<String>,
     /// Models other processes paint (several processes on one database): requests for them
     /// are checked and queued here, painted there.
     elsewhere: RwLock<Vec<Arc<ModelEntry>>>,
+    /// "Get a model": the one download this process may run, and its progress.
+    downloads: download::Downloads,
+}
+
+struct Local {
+    registry: Registry,
+    runtime: Result<Arc<Runtime>, RuntimeError>,
+}
+
+impl Local {
+    /// Local models need ONNX Runtime; remote ones only their API.
+    fn can_paint(&self, entry: &ModelEntry) -> bool {
+        entry.problem.is_none() && (entry.remote.is_some() || self.runtime.is_ok())
+    }
+
+    fn paints(&self, model: &str) -> bool {
+        self.registry
+            .find(model)
+            .is_some_and(|m| self.can_paint(&m))
+    }
 }
 
 impl ImageEngine {
@@ -128,13 +151,59 @@ impl ImageEngine {
 
     /// An engine over given model folders (the command line names a folder directly).
     pub fn with_registry(
-        mut registry: Registry,
+        registry: Registry,
         settings: &ImageSettings,
         default_model: Option<&str>,
     ) -> ImageEngine {
+        let local = Self::open(registry, settings, None);
+        let default_model = default_model
+            .map(str::to_string)
+            .or_else(|| local.registry.usable().next().map(|m| m.id.clone()));
+        ImageEngine {
+            inner: Arc::new(Inner {
+                local: RwLock::new(local),
+                settings: settings.clone(),
+                default_model,
+                elsewhere: RwLock::default(),
+                downloads: download::Downloads::default(),
+            }),
+        }
+    }
+
+    /// Scans the models folder again: new folders become models, changed ones are opened
+    /// again, unchanged ones keep their loaded sessions; the runtime loads if it was not.
+    pub fn rescan(&self) {
+        let dir = self.read().registry.dir.clone();
+        let mut registry = Registry::scan(&dir);
+        let previous = self.read();
+        let runtime = previous.runtime.clone().ok();
+        for entry in &mut registry.models {
+            if let Some(old) = previous.registry.find(&entry.id) {
+                if old.dir == entry.dir && old.problem.is_none() && entry.problem.is_none() {
+                    *entry = old;
+                }
+            }
+        }
+        drop(previous);
+        let local = Self::open(registry, &self.inner.settings, runtime);
+        *self.inner.local.write().unwrap_or_else(|p| p.into_inner()) = local;
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Local> {
+        self.inner.local.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds the remote models and loads the runtime (unless given) when a local model needs it.
+    fn open(
+        mut registry: Registry,
+        settings: &ImageSettings,
+        runtime: Option<Arc<Runtime>>,
+    ) -> Local {
         let models_dir = registry.dir.clone();
         registry.add_remote(&settings.remote);
-        let runtime = if registry.models.iter().all(|m| m.remote.is_some()) {
+        let runtime = if let Some(runtime) = runtime {
+            Ok(runtime)
+        } else if registry.models.iter().all(|m| m.remote.is_some()) {
             // No models: don't pay for loading the runtime, but still say where it would come from.
             Err(RuntimeError::NotFound(
                 "(not loaded: no image models)".into(),
@@ -168,22 +237,26 @@ impl ImageEngine {
                 tracing::warn!(model = %m.id, "{problem}");
             }
         }
-        let default_model = default_model
-            .map(str::to_string)
-            .or_else(|| registry.usable().next().map(|m| m.id.clone()));
-        ImageEngine {
-            inner: Arc::new(Inner {
-                registry,
-                runtime,
-                default_model,
-                elsewhere: RwLock::default(),
-            }),
+        Local { registry, runtime }
+    }
+
+    /// How prompts are read when a request does not say (`images.long_prompts`,
+    /// `images.prompt_weighting`).
+    pub fn prompt_options(&self) -> diffusion::prompt::PromptOptions {
+        use diffusion::prompt::{LongPrompts, PromptOptions};
+        PromptOptions {
+            long_prompts: if self.inner.settings.chunk_long_prompts {
+                LongPrompts::Chunk
+            } else {
+                LongPrompts::Truncate
+            },
+            weighting: self.inner.settings.prompt_weighting,
         }
     }
 
     /// The loaded ONNX Runtime, or why it is not available.
     pub fn runtime(&self) -> Result<Arc<Runtime>, RuntimeError> {
-        self.inner.runtime.clone()
+        self.read().runtime.clone()
     }
 
     /// True when at least one model can be used (here: the runtime loaded and a folder is
@@ -193,28 +266,23 @@ impl ImageEngine {
     }
 
     fn paints_any(&self) -> bool {
-        self.inner.registry.usable().any(|m| self.can_paint(m))
-    }
-
-    /// Local models need ONNX Runtime; remote ones only their API.
-    fn can_paint(&self, entry: &ModelEntry) -> bool {
-        entry.problem.is_none() && (entry.remote.is_some() || self.inner.runtime.is_ok())
+        let local = self.read();
+        let any = local.registry.usable().any(|m| local.can_paint(m));
+        any
     }
 
     /// Whether this process can paint `model` itself.
     pub fn paints(&self, model: &str) -> bool {
-        self.inner
-            .registry
-            .find(model)
-            .is_some_and(|m| self.can_paint(&m))
+        self.read().paints(model)
     }
 
     /// The models this process paints, described for the others.
     pub fn describe_local(&self) -> Vec<catalog::ModelDescription> {
-        self.inner
+        let local = self.read();
+        local
             .registry
             .usable()
-            .filter(|m| self.can_paint(m))
+            .filter(|m| local.can_paint(m))
             .map(|m| catalog::ModelDescription::of(m))
             .collect()
     }
@@ -247,19 +315,20 @@ impl ImageEngine {
     }
 
     pub fn models(&self) -> Vec<ModelInfo> {
-        let mut infos: Vec<ModelInfo> = self
-            .inner
+        let local = self.read();
+        let mut infos: Vec<ModelInfo> = local
             .registry
             .models
             .iter()
             .map(|m| {
                 let mut info = m.info();
-                if let (None, Err(e), None) = (&info.error, &self.inner.runtime, &m.remote) {
+                if let (None, Err(e), None) = (&info.error, &local.runtime, &m.remote) {
                     info.error = Some(e.to_string());
                 }
                 info
             })
             .collect();
+        drop(local);
         for m in self.elsewhere() {
             // Painted elsewhere, so usable even where this process's copy is broken.
             infos.retain(|i| i.id != m.id);
@@ -277,8 +346,16 @@ impl ImageEngine {
         if let Some(id) = self.inner.default_model.as_deref().filter(|id| served(id)) {
             return Some(id.to_string());
         }
-        if let Some(m) = self.inner.registry.usable().find(|m| self.can_paint(m)) {
-            return Some(m.id.clone());
+        {
+            let local = self.read();
+            let first = local
+                .registry
+                .usable()
+                .find(|m| local.can_paint(m))
+                .map(|m| m.id.clone());
+            if first.is_some() {
+                return first;
+            }
         }
         elsewhere.first().map(|m| m.id.clone())
     }
@@ -294,8 +371,8 @@ impl ImageEngine {
                 return Ok(m);
             }
         }
-        let entry = self
-            .inner
+        let local = self.read();
+        let entry = local
             .registry
             .find(&id)
             .ok_or_else(|| EngineError::UnknownModel(id.clone()))?;
@@ -308,7 +385,7 @@ impl ImageEngine {
         if entry.remote.is_some() {
             return Ok(entry);
         }
-        if let Err(e) = &self.inner.runtime {
+        if let Err(e) = &local.runtime {
             return Err(EngineError::Runtime(e.clone()));
         }
         Ok(entry)
@@ -316,17 +393,20 @@ impl ImageEngine {
 
     pub fn health(&self) -> EngineStatus {
         let elsewhere = self.elsewhere();
-        let (status, message) = match (&self.inner.runtime, self.inner.registry.models.is_empty()) {
-            _ if self.paints_any() || !elsewhere.is_empty() => ("ready", None),
+        let paints_any = self.paints_any();
+        let models = self.models().into_iter().map(|m| m.id).collect();
+        let local = self.read();
+        let (status, message) = match (&local.runtime, local.registry.models.is_empty()) {
+            _ if paints_any || !elsewhere.is_empty() => ("ready", None),
             (_, true) => (
                 "no_models",
                 Some(format!(
                     "no image models in {}",
-                    self.inner.registry.dir.display()
+                    local.registry.dir.display()
                 )),
             ),
             (Err(e), false) => ("unavailable", Some(e.to_string())),
-            (Ok(_), false) if self.inner.registry.usable().next().is_none() => (
+            (Ok(_), false) if local.registry.usable().next().is_none() => (
                 "unavailable",
                 Some("every model folder has a problem; see /api/models".to_string()),
             ),
@@ -334,15 +414,13 @@ impl ImageEngine {
         };
         EngineStatus {
             status,
-            execution_provider: self
-                .inner
+            execution_provider: local
                 .runtime
                 .as_ref()
                 .map(|r| r.provider.name())
                 .unwrap_or("none"),
-            models: self.models().into_iter().map(|m| m.id).collect(),
-            models_loaded: self
-                .inner
+            models,
+            models_loaded: local
                 .registry
                 .models
                 .iter()
@@ -360,7 +438,7 @@ impl ImageEngine {
         if !self.paints(&entry.id) || entry.remote.is_some() {
             return;
         }
-        let Ok(runtime) = self.inner.runtime.clone() else {
+        let Ok(runtime) = self.runtime() else {
             return;
         };
         tokio::task::spawn_blocking(move || {
@@ -389,7 +467,7 @@ impl ImageEngine {
         if let Some(config) = &entry.remote {
             return remote::paint(config, request, events, cancel).await;
         }
-        let runtime = self.inner.runtime.clone().map_err(EngineError::Runtime)?;
+        let runtime = self.runtime().map_err(EngineError::Runtime)?;
         // ONNX Runtime calls block: run the job on the blocking pool, and let a watcher task
         // terminate an in-flight run the moment the job is cancelled.
         let run_options = Arc::new(
@@ -473,6 +551,7 @@ pub fn run_job(
             steps: request.steps,
             guidance: request.guidance,
             guidance_rescale: request.guidance_rescale,
+            prompt_options: request.prompt_options,
             sampler: request.sampler,
             schedule: request.schedule,
             seeds: chunk_seeds,

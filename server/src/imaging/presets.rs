@@ -66,6 +66,9 @@ pub struct Presets {
     pub default_schedule: Schedule,
     pub default_guidance: f32,
     pub steps: QualitySteps,
+    /// A TAESD decoder for live previews (`preview_decoder` in `easel.toml`: its folder or
+    /// `.onnx` file, relative to the model folder); else `taesd_decoder/` when present.
+    pub preview_decoder: Option<std::path::PathBuf>,
 }
 
 /// `easel.toml` as written by people; every key optional.
@@ -81,6 +84,7 @@ struct PresetFile {
     default_schedule: Option<String>,
     default_guidance: Option<f32>,
     steps: Option<StepsFile>,
+    preview_decoder: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +182,7 @@ pub fn family_defaults(family: Family, name: &str) -> Presets {
         default_schedule: schedule,
         default_guidance: guidance,
         steps,
+        preview_decoder: None,
     }
 }
 
@@ -274,6 +279,20 @@ pub fn load(
     }
     if let Some(g) = file.default_guidance {
         presets.default_guidance = g;
+    }
+    if let Some(p) = file.preview_decoder {
+        let p = dir.join(p);
+        let p = if p.is_dir() { p.join("model.onnx") } else { p };
+        if !p.is_file() {
+            return Err(format!(
+                "{}: preview_decoder {} is not an ONNX file or a folder with model.onnx",
+                path.display(),
+                p.display()
+            ));
+        }
+        presets.preview_decoder = Some(p);
+    } else if dir.join("taesd_decoder/model.onnx").is_file() {
+        presets.preview_decoder = Some(dir.join("taesd_decoder/model.onnx"));
     }
     if let Some(s) = file.steps {
         let d = presets.steps;

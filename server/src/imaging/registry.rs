@@ -3,7 +3,7 @@
 //! sessions are loaded once, on first use, then shared by every job.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::diffusion::onnx::{ModelError, OnnxModel};
 use super::diffusion::schedulers::{SamplerKind, SchedulerConfig};
@@ -33,6 +33,8 @@ pub struct ModelEntry {
     /// (false for OpenAI-kind remote models, so they are not offered).
     pub tunable: bool,
     loaded: Mutex<Option<Result<Arc<LoadedModel>, String>>>,
+    /// The tokenizer alone, for reading prompts before any session loads (token counts).
+    prompt_tokenizer: OnceLock<Option<Arc<ClipTokenizer>>>,
 }
 
 /// The sessions and tokenizers of one model.
@@ -45,6 +47,8 @@ pub struct LoadedModel {
     pub vae_decoder: OnnxModel,
     /// An fp32 decoder (`vae_decoder_fp32/`) to decode again when an fp16 one overflows.
     pub vae_decoder_fp32: Option<OnnxModel>,
+    /// TAESD's decoder for live previews, when the model has one.
+    pub preview_decoder: Option<OnnxModel>,
     pub vae_encoder: Option<OnnxModel>,
 }
 
@@ -75,6 +79,7 @@ impl ModelEntry {
                     remote: None,
                     tunable: true,
                     loaded: Mutex::new(None),
+                    prompt_tokenizer: OnceLock::new(),
                 }
             }
         }
@@ -189,6 +194,7 @@ impl ModelEntry {
             remote: None,
             tunable: true,
             loaded: Mutex::new(None),
+            prompt_tokenizer: OnceLock::new(),
         })
     }
 
@@ -215,6 +221,21 @@ impl ModelEntry {
         }
         *slot = Some(result.clone());
         result
+    }
+
+    /// The (first) tokenizer, read from the folder once; `None` for remote models and folders
+    /// without a readable one.
+    pub fn tokenizer(&self) -> Option<Arc<ClipTokenizer>> {
+        self.prompt_tokenizer
+            .get_or_init(|| {
+                if self.remote.is_some() || self.problem.is_some() {
+                    return None;
+                }
+                ClipTokenizer::from_dir(&self.dir.join("tokenizer"))
+                    .ok()
+                    .map(Arc::new)
+            })
+            .clone()
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -249,7 +270,7 @@ impl ModelEntry {
             // would paint with the wrong one, so it is refused with the way out.
             for encoder in [&text_encoder, encoder_2] {
                 let names = encoder.outputs.iter().map(|p| p.name.as_str());
-                if super::diffusion::pipeline::penultimate_output(names).is_none() {
+                if super::diffusion::text::penultimate_output(names).is_none() {
                     return Err(ModelError::MissingOutput {
                         file: encoder.file(),
                         output: "hidden_states.N (SDXL needs the penultimate layer; export the text encoders with their hidden states, as optimum-cli does)".into(),
@@ -287,7 +308,16 @@ impl ModelEntry {
         } else {
             None
         };
+        let preview_decoder = match &self.presets.preview_decoder {
+            Some(path) => {
+                let decoder = OnnxModel::load(runtime, path)?;
+                decoder.require_input("latent_sample")?;
+                Some(decoder)
+            }
+            None => None,
+        };
         Ok(LoadedModel {
+            preview_decoder,
             tokenizer: tokenizer("tokenizer")?,
             text_encoder,
             second,
@@ -321,6 +351,7 @@ impl ModelEntry {
             loaded: Mutex::new(Some(Err(
                 "this model is painted by another Easel process".into()
             ))),
+            prompt_tokenizer: OnceLock::from(None),
         }
     }
 
@@ -354,6 +385,7 @@ impl ModelEntry {
             loaded: Mutex::new(Some(Err(
                 "this model is painted by a remote images API".into()
             ))),
+            prompt_tokenizer: OnceLock::from(None),
         }
     }
 

@@ -214,6 +214,11 @@ async fn send(
         fields.push(("guidance_rescale", json!(request.guidance_rescale)));
         fields.push(("sampler", json!(request.sampler.name())));
         fields.push(("schedule", json!(request.schedule.name())));
+        fields.push((
+            "long_prompts",
+            json!(request.prompt_options.long_prompts.name()),
+        ));
+        fields.push(("prompt_weighting", json!(request.prompt_options.weighting)));
         if !request.negative_prompt.is_empty() {
             fields.push(("negative_prompt", json!(request.negative_prompt)));
         }

@@ -4,6 +4,7 @@
 
 use super::diffusion::pipeline::EditInput;
 use super::diffusion::preview::PreviewRate;
+use super::diffusion::prompt::{LongPrompts, PromptOptions};
 use super::diffusion::schedulers::{SamplerKind, Schedule};
 use super::presets::size_text;
 use super::registry::ModelEntry;
@@ -77,6 +78,10 @@ pub struct ImageParams {
     /// diffusers' `guidance_rescale` (0–1): pulls the guided prediction's spread back to the
     /// conditional one's, against over-exposure with zero-SNR v-prediction models.
     pub guidance_rescale: Option<f32>,
+    /// Prompts over 75 tokens: chunked (default) or truncated.
+    pub long_prompts: Option<LongPrompts>,
+    /// Whether `(word:1.3)` is a weight (default) or literal text.
+    pub prompt_weighting: Option<bool>,
     pub sampler: Option<String>,
     pub schedule: Option<String>,
     pub seed: Option<u64>,
@@ -100,6 +105,7 @@ pub struct GenerationRequest {
     pub steps: u32,
     pub guidance: f32,
     pub guidance_rescale: f32,
+    pub prompt_options: PromptOptions,
     pub sampler: SamplerKind,
     pub schedule: Schedule,
     /// Image `i` uses `seed + i`, so each image can be remade alone from its own seed.
@@ -326,6 +332,10 @@ pub fn resolve(
         steps: steps as u32,
         guidance,
         guidance_rescale,
+        prompt_options: PromptOptions {
+            long_prompts: params.long_prompts.unwrap_or_default(),
+            weighting: params.prompt_weighting.unwrap_or(true),
+        },
         sampler,
         schedule,
         seed: params.seed.unwrap_or_else(random_seed),

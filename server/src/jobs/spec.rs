@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::imaging::diffusion::pipeline::EditInput;
 use crate::imaging::diffusion::preview::PreviewRate;
+use crate::imaging::diffusion::prompt::PromptOptions;
 use crate::imaging::diffusion::schedulers::{SamplerKind, Schedule};
 use crate::imaging::request::GenerationRequest;
 use crate::imaging::{edit, encode};
@@ -28,6 +29,9 @@ pub struct JobSpec {
     /// 0 for every job stored before it existed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub guidance_rescale: f32,
+    /// How the prompts are read; jobs stored before it existed read them as diffusers does.
+    #[serde(default = "plain_prompts")]
+    pub prompt_options: PromptOptions,
     pub sampler: String,
     pub schedule: String,
     pub seed: u64,
@@ -49,6 +53,10 @@ pub struct JobSpec {
     /// worker elsewhere keeps them too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub milestones: Vec<u32>,
+}
+
+fn plain_prompts() -> PromptOptions {
+    PromptOptions::PLAIN
 }
 
 /// An edit's inputs at the job's size, as the one preparation function leaves them.
@@ -76,6 +84,7 @@ impl JobSpec {
             steps: request.steps,
             guidance: request.guidance,
             guidance_rescale: request.guidance_rescale,
+            prompt_options: request.prompt_options,
             sampler: request.sampler.name().into(),
             schedule: request.schedule.name().into(),
             seed: request.seed,
@@ -136,6 +145,7 @@ impl JobSpec {
             steps: self.steps,
             guidance: self.guidance,
             guidance_rescale: self.guidance_rescale,
+            prompt_options: self.prompt_options,
             sampler: SamplerKind::parse(&self.sampler).ok_or_else(|| bad("unknown sampler"))?,
             schedule: Schedule::parse(&self.schedule).ok_or_else(|| bad("unknown schedule"))?,
             seed: self.seed,

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{styles, ToolContext, ToolOutcome, ToolSpec};
+use crate::imaging::diffusion::prompt;
 use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
 use crate::jobs::prepare::{prepare_edit, EditUpload};
 use crate::jobs::wire::Translator;
@@ -175,6 +176,7 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
     };
     let (engine_prompt, negative) =
         styles::apply(args.style.as_deref(), &args.prompt, &args.negative_prompt);
+    let prompts = ctx.jobs.engine().prompt_options();
     let mut params = ImageParams {
         prompt: engine_prompt,
         negative_prompt: negative,
@@ -183,6 +185,8 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
         quality: args.quality,
         seed: args.seed,
         preview: ctx.preview,
+        long_prompts: Some(prompts.long_prompts),
+        prompt_weighting: Some(prompts.weighting),
         ..ImageParams::default()
     };
 
@@ -222,6 +226,16 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
         request.steps,
         request.model.clone(),
     );
+    // A prompt longer than the encoder reads is painted anyway; the person and the LLM are told.
+    let warning = model.tokenizer().and_then(|tokenizer| {
+        let report = prompt::report(&tokenizer, &request.prompt, request.prompt_options);
+        (report.dropped > 0).then(|| {
+            format!(
+                "the prompt is {} tokens; the model read the first {} and cut the last {}",
+                report.tokens, report.limit, report.dropped
+            )
+        })
+    });
 
     let order = JobOrder {
         owner: ctx.owner.to_string(),
@@ -313,6 +327,9 @@ pub async fn call(ctx: &ToolContext<'_>, arguments: &str) -> ToolOutcome {
             });
             if !credits.is_null() {
                 result["credits"] = credits;
+            }
+            if let Some(w) = warning {
+                result["warning"] = json!(w);
             }
             ToolOutcome {
                 result: result.to_string(),

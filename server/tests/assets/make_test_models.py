@@ -19,9 +19,14 @@ Models (written to `models/<name>/` next to this script unless `--out` says othe
                in `unet/model.onnx_data` (external data); has an `easel.toml`.
 * `tiny-sd2-v` SD 2.x, v_prediction; input_ids int64, timestep int64 [batch], tokenizer pads with
                "!" (id 0); VAE encoder returns `latent_parameters` (mean and logvar, 8 channels).
-* `tiny-lcm`   LCM; like tiny-sd plus the UNet input `timestep_cond` float32 [batch, 256].
+* `tiny-lcm`   LCM; like tiny-sd plus the UNet input `timestep_cond` float32 [batch, 256]; its
+               UNet takes exactly 77 tokens (a static-shape export: long prompts are truncated).
 * `tiny-sdxl`  SDXL; two text encoders (hidden 32 and 48, with `hidden_states.N` outputs),
                two tokenizers, float16 UNet and VAE with `text_embeds` and `time_ids`.
+* `tiny-taesd` not a pipeline: the decoder of a TAESD (diffusers `AutoencoderTiny`) export,
+               `taesd_decoder/model.onnx` (latent_sample float32 [b,4,h,w] -> sample float32
+               [b,3,8h,8w], TAESD's layers at channel width 8, output mapped to [-1, 1] by x*2-1)
+               and its `config.json` (scaling_factor 1.0).
 
 `--medium OUT_DIR` writes one bigger SD 1.x-layout model (same I/O as tiny-sd, a UNet made of a
 few 128-channel 3x3 convolutions) for benchmarks; that one is not committed.
@@ -35,7 +40,8 @@ with `--clip-bpe`; `pip download open_clip_torch==3.3.0 --no-deps` fetches the w
 Only numpy and onnx (its helper API) are used to write the files. Seeds are fixed and nothing
 depends on time or on the machine, so a rerun writes byte-identical files. `--check` then runs
 every model with onnxruntime (batch 1 and 2, 64x64 and 128x64; finite outputs, declared shapes,
-the UNet reacting to each input, a [1] timestep broadcasting over the batch).
+the UNet reacting to each input, a [1] timestep broadcasting over the batch; the TAESD decoder's
+range, its reaction to the latent and per-item batching).
 
     python3 server/tests/assets/make_test_models.py --clip-bpe /path/to/open_clip_torch-3.3.0-py3-none-any.whl --check
     python3 server/tests/assets/make_test_models.py --clip-bpe ... --medium /tmp/medium-sd
@@ -303,6 +309,7 @@ def unet(
     context_dim: int,
     extra: dict[str, int] | None = None,
     channels: list[int] | None = None,
+    static_tokens: bool = False,
 ) -> onnx.ModelProto:
     """A UNet stand-in: out = tanh(conv(sample) + t_emb + text_emb + extra_emb).
 
@@ -310,7 +317,9 @@ def unet(
       `channels` is given (the benchmark model), conditioning added after the first one.
     * `t_emb` is a few sinusoids of the timestep plus a linear term, reshaped to [Bt, C, 1, 1];
       Bt is 1 or batch, so a timestep of shape [1] broadcasts over a batch of 2.
-    * `text_emb` projects the mean over tokens of encoder_hidden_states.
+    * `text_emb` projects the mean over tokens of encoder_hidden_states. Their count is dynamic
+      (`sequence`), as in optimum's and diffusers' exports, so prompts encoded in several
+      77-token windows fit; `static_tokens` fixes it at 77, as some static-shape exports do.
     * `extra` names more [batch, n] inputs (LCM's timestep_cond, SDXL's text_embeds, time_ids),
       each projected and added the same way.
     The tanh keeps the prediction O(1) whatever the sampler feeds in.
@@ -358,7 +367,7 @@ def unet(
     inputs = [
         vi("sample", io_type, ["batch", 4, "height", "width"]),
         vi("timestep", timestep_type, timestep_shape),
-        vi("encoder_hidden_states", io_type, ["batch", MAX_LENGTH, context_dim]),
+        vi("encoder_hidden_states", io_type, ["batch", MAX_LENGTH if static_tokens else "sequence", context_dim]),
     ] + [vi(name, io_type, ["batch", width]) for name, width in extra.items()]
     return g.model(inputs, [vi("out_sample", io_type, ["batch", 4, "height", "width"])])
 
@@ -401,6 +410,94 @@ def vae_encoder(*, seed: int, io_type: int, out_name: str, out_channels: int) ->
     return g.model(
         [vi("sample", io_type, ["batch", 3, "height", "width"])],
         [vi(out_name, io_type, ["batch", out_channels, "latent_height", "latent_width"])],
+    )
+
+
+TAESD_CHANNELS = 8
+TAESD_DECODER_BLOCKS = [3, 3, 3, 1]
+
+
+def taesd_decoder(*, seed: int) -> onnx.ModelProto:
+    """TAESD decoder (diffusers `AutoencoderTiny` / `DecoderTiny`), float32, channel width 8.
+
+    latent_sample [b,4,h,w] -> sample [b,3,8h,8w], the same layers in the same order as the real
+    one: the clamp tanh(x/3)*3; conv3x3(4->C) + ReLU; then per stage i of [3, 3, 3, 1]: that many
+    blocks (conv-ReLU-conv-ReLU-conv plus identity skip, then ReLU), and for the first three stages
+    a nearest x2 Resize and a bias-free conv3x3(C->C); the last stage ends with conv3x3(C->3). As
+    `DecoderTiny.forward` does, the output is mapped from TAESD's [0, 1] to [-1, 1] by x*2-1; like
+    the real model, nothing clamps it.
+
+    Weights: a +1 bias on the first conv keeps most ReLUs open and the residual branches are
+    damped (x0.2) so activations do not blow up over the ten blocks. The last conv's weights are
+    projected so that the constant part of the hidden state (its response to a zero latent) does
+    not reach the output, which centres the image near 0 instead of at a seed-dependent offset.
+    For latents of unit scale the image has a standard deviation of about 0.12 (between and within
+    the 8x8 blocks) and stays within [-1, 1]. Saturated latents (|z| >> 3, e.g. from early sampler
+    steps) overshoot to about +-2, as a real TAESD can overshoot a little: consumers must clamp,
+    as diffusers' image postprocessing does.
+    """
+    g = Graph("taesd_decoder", seed)
+    c = TAESD_CHANNELS
+    # Per conv: its weight summed over the 3x3 taps and its bias, to follow a spatially constant
+    # input through the network in float64 (see the projection below).
+    flat: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def conv(x: str, cin: int, cout: int, scale: float, *, bias: bool = True, bias_offset: float = 0.0) -> str:
+        w = (g.rng.standard_normal([cout, cin, 3, 3]) * scale).astype(np.float32)
+        inputs = [x, g.const(w, "conv_w")]
+        b = np.zeros(cout, dtype=np.float32)
+        if bias:
+            b = (g.rng.standard_normal(cout) * 0.05 + bias_offset).astype(np.float32)
+            inputs.append(g.const(b, "conv_b"))
+        flat.append((w.astype(np.float64).sum(axis=(2, 3)), b.astype(np.float64)))
+        return g.op("Conv", inputs, pads=[1, 1, 1, 1])
+
+    def he(cin: int) -> float:
+        return float(np.sqrt(2.0 / (cin * 9)))
+
+    three = g.const(np.array(3.0, dtype=np.float32), "three")
+    z = g.op("Mul", [g.op("Tanh", [g.op("Div", ["latent_sample", three])]), three])
+    h = g.op("Relu", [conv(z, 4, c, he(4), bias_offset=1.0)])
+    layers = ["in", "relu"]
+    for stage, blocks in enumerate(TAESD_DECODER_BLOCKS):
+        for _ in range(blocks):
+            y = g.op("Relu", [conv(h, c, c, he(c))])
+            y = g.op("Relu", [conv(y, c, c, he(c))])
+            y = conv(y, c, c, 0.2 * he(c))
+            h = g.op("Relu", [g.op("Add", [y, h])])
+            layers.append("block")
+        if stage < len(TAESD_DECODER_BLOCKS) - 1:
+            scales = g.const(np.array([1, 1, 2, 2], dtype=np.float32), "scales")
+            # As torch.onnx exports nn.Upsample(scale_factor=2, mode="nearest").
+            h = g.op("Resize", [h, "", scales], coordinate_transformation_mode="asymmetric", cubic_coeff_a=-0.75, mode="nearest", nearest_mode="floor")
+            h = conv(h, c, c, he(c), bias=False)
+            layers.append("up")
+
+    # Hidden state for a zero latent, away from the borders (float64; Resize does not change it).
+    relu = lambda v: np.maximum(v, 0.0)  # noqa: E731
+    it = iter(flat)
+    w_sum, b = next(it)
+    state = relu(w_sum @ np.zeros(4) + b)
+    for layer in layers[2:]:
+        if layer == "block":
+            (w1, b1), (w2, b2), (w3, b3) = next(it), next(it), next(it)
+            state = relu(w3 @ relu(w2 @ relu(w1 @ state + b1) + b2) + b3 + state)
+        else:
+            w_up, _ = next(it)
+            state = w_up @ state
+    unit = state / np.linalg.norm(state)
+
+    w = g.rng.standard_normal([3, c, 3, 3]) * 0.008
+    # Remove from each output channel's tap-summed weight its component along `unit`, spread
+    # evenly over the 9 taps. Rounded so float64 noise cannot change the stored float32 bytes.
+    along = w.sum(axis=(2, 3)) @ unit  # [3]
+    w = np.round(w - (along[:, None] * unit[None, :] / 9.0)[:, :, None, None], 7).astype(np.float32)
+    b = (0.5 + g.rng.uniform(-0.05, 0.05, 3)).astype(np.float32)
+    raw = g.op("Conv", [h, g.const(w, "conv_out_w"), g.const(b, "conv_out_b")], pads=[1, 1, 1, 1])
+    g.op("Sub", [g.op("Mul", [raw, g.const(np.array(2.0, dtype=np.float32), "two")]), g.const(np.array(1.0, dtype=np.float32), "one")], out="sample")
+    return g.model(
+        [vi("latent_sample", F32, ["batch", 4, "latent_height", "latent_width"])],
+        [vi("sample", F32, ["batch", 3, "height", "width"])],
     )
 
 
@@ -517,6 +614,29 @@ def text_config(hidden: int, *, projection_dim: int, with_projection: bool = Fal
         "pad_token_id": 1,
         "projection_dim": projection_dim,
         "vocab_size": 49408,
+    }
+
+
+def taesd_config() -> dict:
+    """Like madebyollin/taesd's config.json as diffusers (0.30) saves it, at channel width 8."""
+    return {
+        "_class_name": "AutoencoderTiny",
+        "_diffusers_version": DIFFUSERS_VERSION,
+        "act_fn": "relu",
+        "decoder_block_out_channels": [TAESD_CHANNELS] * 4,
+        "encoder_block_out_channels": [TAESD_CHANNELS] * 4,
+        "force_upcast": False,
+        "in_channels": 3,
+        "latent_channels": 4,
+        "latent_magnitude": 3,
+        "latent_shift": 0.5,
+        "num_decoder_blocks": TAESD_DECODER_BLOCKS,
+        "num_encoder_blocks": [1, 3, 3, 3],
+        "out_channels": 3,
+        "scaling_factor": 1.0,
+        "shift_factor": 0.0,
+        "upsample_fn": "nearest",
+        "upsampling_scaling_factor": 2,
     }
 
 
@@ -658,7 +778,7 @@ def write_lcm(root: Path, tok: dict[str, str], *, seed: int) -> None:
     save_onnx(text_encoder(seed=seed + 1, ids_type=I32, hidden=32, outputs=["last_hidden_state", "pooler_output"]), root / "text_encoder" / "model.onnx")
     write_json(root / "text_encoder" / "config.json", text_config(32, projection_dim=32))
     save_onnx(
-        unet(seed=seed + 2, io_type=F32, timestep_type=F32, timestep_shape=[1], context_dim=32, extra={"timestep_cond": 256}),
+        unet(seed=seed + 2, io_type=F32, timestep_type=F32, timestep_shape=[1], context_dim=32, extra={"timestep_cond": 256}, static_tokens=True),
         root / "unet" / "model.onnx",
     )
     write_json(root / "unet" / "config.json", unet_config(sample_size=8, cross_attention_dim=32, time_cond_proj_dim=256))
@@ -724,6 +844,12 @@ def write_sdxl(root: Path, tok: dict[str, str], *, seed: int) -> None:
     save_onnx(vae_encoder(seed=seed + 4, io_type=F16, out_name="latent_sample", out_channels=4), root / "vae_encoder" / "model.onnx")
     for part in ("vae_decoder", "vae_encoder"):
         write_json(root / part / "config.json", vae_config(0.13025, 64, force_upcast=True))
+
+
+def write_taesd(root: Path, *, seed: int) -> None:
+    """tiny-taesd: only the decoder half of a TAESD export (no pipeline files, no tokenizer)."""
+    save_onnx(taesd_decoder(seed=seed), root / "taesd_decoder" / "model.onnx")
+    write_json(root / "taesd_decoder" / "config.json", taesd_config())
 
 
 # --------------------------------------------------------------------------------------------
@@ -810,6 +936,45 @@ def check_models(folders: list[Path]) -> None:
             print(f"  {name}: {ins} -> {outs}")
 
 
+def check_taesd(folder: Path) -> None:
+    """Runs the TAESD decoder with batch 1 and 2 at 64x64 and 128x64: declared names and shapes,
+    finite output within [-1, 1] for unit-scale latents that varies between and within the 8x8
+    blocks and follows the latent, each batch item decoded independently, saturated latents finite."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    s = ort.InferenceSession(str(folder / "taesd_decoder" / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    (inp,), (out,) = s.get_inputs(), s.get_outputs()
+    assert (inp.name, inp.type, inp.shape) == ("latent_sample", "tensor(float)", ["batch", 4, "latent_height", "latent_width"]), inp
+    assert (out.name, out.type, out.shape) == ("sample", "tensor(float)", ["batch", 3, "height", "width"]), out
+    config = json.loads((folder / "taesd_decoder" / "config.json").read_text(encoding="utf-8"))
+    assert config["_class_name"] == "AutoencoderTiny" and config["scaling_factor"] == 1.0
+    rng = np.random.default_rng(0)
+    report = []
+    for batch in (1, 2):
+        for lh, lw in ((8, 8), (16, 8)):
+            z = rng.standard_normal((batch, 4, lh, lw)).astype(np.float32)
+            (image,) = s.run(None, {"latent_sample": z})
+            assert image.shape == (batch, 3, 8 * lh, 8 * lw) and image.dtype == np.float32, image.shape
+            assert np.isfinite(image).all() and np.abs(image).max() <= 1.0, np.abs(image).max()
+            assert image.std() > 0.05, image.std()
+            blocks = image.reshape(batch, 3, lh, 8, lw, 8)
+            assert blocks.std(axis=(3, 5)).mean() > 0.02 and blocks.mean(axis=(3, 5)).std() > 0.02
+            changed = z.copy()
+            changed[:, 2] += 0.5
+            (other,) = s.run(None, {"latent_sample": changed})
+            assert np.abs(other - image).max() > 1e-2, "the decoder ignores its input"
+            if batch > 1:
+                (alone,) = s.run(None, {"latent_sample": z[1:]})
+                assert np.allclose(alone[0], image[1], atol=1e-5), "batch items are not decoded independently"
+            (loud,) = s.run(None, {"latent_sample": z * 100})
+            assert np.isfinite(loud).all() and np.abs(loud).max() < 3.0
+            report.append(f"b{batch} {8 * lh}x{8 * lw} std={image.std():.2f} max|x|={np.abs(image).max():.2f}")
+    print(f"{folder.name}: ok ({'; '.join(report[:1])} ...)")
+    print(f"  taesd_decoder: {inp.name} {inp.type} {inp.shape} -> {out.name} {out.type} {out.shape}")
+
+
 def find_bpe(arg: str | None) -> Path:
     if arg:
         return Path(arg)
@@ -837,9 +1002,11 @@ def main() -> None:
     writers = {"tiny-sd": (write_sd1_like, 1000), "tiny-sd2-v": (write_sd2_v, 2000), "tiny-lcm": (write_lcm, 3000), "tiny-sdxl": (write_sdxl, 4000)}
     for name, (writer, seed) in writers.items():
         writer(fresh_dir(args.out / name), tok, seed=seed)
+    write_taesd(fresh_dir(args.out / "tiny-taesd"), seed=6000)
     print(f"wrote {args.out}")
     if args.check:
         check_models([args.out / name for name in writers])
+        check_taesd(args.out / "tiny-taesd")
 
 
 if __name__ == "__main__":

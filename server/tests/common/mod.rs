@@ -155,6 +155,9 @@ pub fn image_settings() -> ImageSettings {
         queue_max: easel::config::DEFAULT_IMAGE_QUEUE_MAX,
         workers: 1,
         remote: Vec::new(),
+        chunk_long_prompts: true,
+        prompt_weighting: true,
+        recommended_model: easel::config::DEFAULT_RECOMMENDED_MODEL.into(),
     }
 }
 
@@ -393,4 +396,13 @@ pub fn data_of<'a>(events: &'a [SseEvent], name: &str) -> Vec<&'a Value> {
         .filter(|e| e.event == name)
         .map(|e| &e.data)
         .collect()
+}
+
+/// The largest absolute difference between two equally long float slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

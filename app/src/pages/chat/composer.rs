@@ -7,6 +7,7 @@ use leptos::task::spawn_local;
 
 use crate::api::{limits, Conversation, InternalTools, UpdateConversation};
 use crate::client;
+use crate::components::get_model::GetModel;
 use crate::components::icons::{Icon, Svg};
 use crate::components::switch::{InfoTip, Switch};
 use crate::components::toasts::use_toasts;
@@ -141,7 +142,7 @@ pub fn Composer(
                                 <InfoTip text="Enable AI-powered image generation capabilities"/>
                             </Switch>
                             <Show when=move || unavailable.get()>
-                                <p class="note">"No image model is installed. Put one in the models folder (see the README) to paint."</p>
+                                <GetModel/>
                             </Show>
                         </div>
                     </Show>

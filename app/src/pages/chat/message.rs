@@ -8,6 +8,7 @@ use super::{ComposerText, Shown};
 use crate::api::Image;
 use crate::client;
 use crate::components::confirm::use_confirm;
+use crate::components::get_model::GetModel;
 use crate::components::icons::{Icon, Svg};
 use crate::components::toasts::use_toasts;
 use crate::components::viewer::{use_viewer, user_prompt};
@@ -55,7 +56,14 @@ pub fn MessageView(message: Shown, on_deleted: Callback<()>) -> impl IntoView {
             </div>
             {status}
             {move || message.notes.get().into_iter().map(|n| view! { <p class="note warn">{n}</p> }).collect_view()}
-            {move || message.error.get().map(|e| view! { <p class="error-text" role="alert">{e.message}</p> })}
+            {move || message.error.get().map(|e| {
+                // The way out of the one failure a person can fix from here.
+                let no_model = e.code == "no_image_model";
+                view! {
+                    <p class="error-text" role="alert">{e.message}</p>
+                    {no_model.then(|| view! { <GetModel/> })}
+                }
+            })}
         </article>
     }
     .into_any()

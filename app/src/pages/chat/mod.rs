@@ -65,13 +65,7 @@ impl Shown {
         let notes = m
             .tool_calls
             .iter()
-            .filter(|c| c.is_error)
-            .filter_map(|c| serde_json::from_str::<serde_json::Value>(&c.result).ok())
-            .filter_map(|v| {
-                v.get("error")
-                    .and_then(|e| e.as_str())
-                    .map(|e| format!("Image generation: {e}"))
-            })
+            .filter_map(|c| tool_note(&c.result, c.is_error))
             .collect();
         self.content.set(m.content);
         self.status.set(m.status);
@@ -475,6 +469,8 @@ fn apply_event(name: &str, data: &str, target: Shown, toasts: ToastList) {
                     let note = format!("Image generation: {}", r.result);
                     toasts.error(note.clone());
                     target.notes.update(|n| n.push(note));
+                } else if let Some(note) = tool_note(&r.result, false) {
+                    target.notes.update(|n| n.push(note));
                 }
             }
         }
@@ -497,4 +493,15 @@ fn apply_event(name: &str, data: &str, target: Shown, toasts: ToastList) {
         ev::RUN_CANCELLED => target.status.set("cancelled".into()),
         _ => {}
     }
+}
+
+/// What a person should read about a tool call: its error, or a warning on success (a prompt
+/// longer than the model reads).
+fn tool_note(result: &str, is_error: bool) -> Option<String> {
+    let value = serde_json::from_str::<serde_json::Value>(result).ok()?;
+    let key = if is_error { "error" } else { "warning" };
+    value
+        .get(key)
+        .and_then(|e| e.as_str())
+        .map(|e| format!("Image generation: {e}"))
 }

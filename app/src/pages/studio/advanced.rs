@@ -17,6 +17,8 @@ pub(super) fn Advanced(state: StudioState) -> impl IntoView {
         seed,
         preview,
         current_model,
+        long_prompts,
+        weighting,
         ..
     } = state;
     view! {
@@ -61,6 +63,18 @@ pub(super) fn Advanced(state: StudioState) -> impl IntoView {
                     <option value="normal">"normal"</option>
                     <option value="none">"none"</option>
                 </select>
+            </label>
+            <label class="field">
+                <span class="label-with-tip">"Long prompts" <InfoTip text="Prompts over 75 tokens: read in chunks of 75 (up to 225 tokens), or cut after the first 75"/></span>
+                <select prop:value=move || long_prompts.get() on:change=move |e| long_prompts.set(event_target_value(&e))>
+                    <option value="">"Server default"</option>
+                    <option value="chunk">"chunk"</option>
+                    <option value="truncate">"truncate"</option>
+                </select>
+            </label>
+            <label class="inline">
+                <input type="checkbox" prop:checked=move || weighting.get() on:change=move |e| weighting.set(event_target_checked(&e))/>
+                <span class="label-with-tip">"Prompt weighting" <InfoTip text="(word:1.3) stresses a word, (word) by 1.1, [word] softens it; off reads brackets literally"/></span>
             </label>
         </details>
     }

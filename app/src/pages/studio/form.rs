@@ -6,9 +6,12 @@ use leptos::prelude::*;
 use super::advanced::Advanced;
 use super::generate::GenerateActions;
 use super::{random, StudioState};
-use crate::api::{limits, ImageModelInfo};
+use crate::api::{limits, ImageModelInfo, PromptCheck, PromptCheckRequest};
+use crate::client;
+use crate::components::get_model::GetModel;
 use crate::components::icons::{Icon, Svg};
 use crate::components::switch::{InfoTip, Switch};
+use leptos::task::spawn_local;
 
 /// The style cards shown first (the API accepts every preset and free text).
 pub(super) const STYLE_CARDS: [(&str, &str); 8] = [
@@ -121,6 +124,8 @@ pub(super) fn StudioForm(state: StudioState) -> impl IntoView {
         size,
         ..
     } = state;
+    let app = crate::state::use_app();
+    let models_loaded = move || app.models.with(|m| matches!(m, Some(Ok(_))));
     view! {
         <form class="studio-form" on:submit=move |e| {
             e.prevent_default();
@@ -144,6 +149,7 @@ pub(super) fn StudioForm(state: StudioState) -> impl IntoView {
                         enhanced.set(None);
                     }
                 ></textarea>
+                <PromptWarning state=state/>
                 <div class="row">
                     <button type="button" class="button" on:click=move |_| prompt.set(random_prompt())>
                         <Svg icon=Icon::Dice/>" Random prompt"
@@ -172,8 +178,9 @@ pub(super) fn StudioForm(state: StudioState) -> impl IntoView {
                     }}
                 </select>
             </label>
-            <Show when=move || image_models.with(Vec::is_empty)>
-                <p class="note warn">"No image model is installed. Put one in the models folder (see the README)."</p>
+            // Only once the list has loaded: an empty list while loading says nothing.
+            <Show when=move || models_loaded() && image_models.with(Vec::is_empty)>
+                <GetModel/>
             </Show>
             <fieldset class="field">
                 <legend>"Style"</legend>
@@ -262,4 +269,83 @@ pub(super) fn StudioForm(state: StudioState) -> impl IntoView {
         </form>
     }
     .into_any()
+}
+
+/// Under the prompt: how many tokens the engine reads, and a warning when some are cut. Asked
+/// of the server (it has the model's tokenizer) a moment after the typing stops.
+#[component]
+fn PromptWarning(state: StudioState) -> impl IntoView {
+    let StudioState {
+        prompt,
+        negative,
+        current_model,
+        long_prompts,
+        weighting,
+        prompt_check,
+        ..
+    } = state;
+    let version = StoredValue::new(0u64);
+    Effect::new(move |_| {
+        let body = PromptCheckRequest {
+            model: current_model.get().map(|m| m.id),
+            prompt: prompt.get(),
+            negative_prompt: negative.get(),
+            long_prompts: Some(long_prompts.get()).filter(|s| !s.is_empty()),
+            prompt_weighting: Some(weighting.get()),
+        };
+        version.update_value(|v| *v += 1);
+        let mine = version.get_value();
+        if body.prompt.trim().is_empty() || body.model.is_none() {
+            prompt_check.set(None);
+            return;
+        }
+        set_timeout(
+            move || {
+                if version.get_value() != mine {
+                    return;
+                }
+                spawn_local(async move {
+                    let answer =
+                        client::send::<_, PromptCheck>("POST", "/api/studio/prompt", &body).await;
+                    if version.get_value() == mine {
+                        prompt_check.set(answer.ok());
+                    }
+                });
+            },
+            std::time::Duration::from_millis(300),
+        );
+    });
+    move || {
+        let check = prompt_check.get()?;
+        let cut = check.dropped > 0 || check.negative_dropped > 0;
+        let text = if check.dropped > 0 {
+            format!(
+                "This prompt is {} tokens; the model reads {} and the last {} are cut off.{}",
+                check.tokens,
+                check.limit,
+                check.dropped,
+                if check.long_prompts == "truncate" {
+                    " Shorten it, or choose \"chunk\" for long prompts under Advanced."
+                } else {
+                    " Shorten it."
+                }
+            )
+        } else if check.negative_dropped > 0 {
+            format!(
+                "The negative prompt is {} tokens; the last {} are cut off.",
+                check.negative_tokens, check.negative_dropped
+            )
+        } else if check.tokens > 75 {
+            format!(
+                "{} tokens, read in {} chunks of 75.",
+                check.tokens,
+                check.tokens.div_ceil(75)
+            )
+        } else {
+            return None;
+        };
+        Some(
+            view! { <p class="small" class:warn=cut class:muted=!cut id="prompt-tokens" role=cut.then_some("alert")>{text}</p> },
+        )
+    }
 }

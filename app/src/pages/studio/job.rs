@@ -37,6 +37,8 @@ impl StudioState {
             source_image_b64: src.as_ref().and_then(|s| s.b64.clone()),
             mask_b64: src.as_ref().and_then(|_| browser::mask_png("mask-canvas")),
             strength: src.as_ref().map(|_| self.strength.get_untracked()),
+            long_prompts: Some(self.long_prompts.get_untracked()).filter(|s| !s.is_empty()),
+            prompt_weighting: Some(self.weighting.get_untracked()),
         }
     }
 

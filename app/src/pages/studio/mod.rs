@@ -58,6 +58,12 @@ pub(super) struct StudioState {
     guidance: RwSignal<String>,
     seed: RwSignal<String>,
     preview: RwSignal<String>,
+    /// "" (the server's setting), `chunk` or `truncate`.
+    long_prompts: RwSignal<String>,
+    /// Whether `(word:1.3)` is a weight.
+    weighting: RwSignal<bool>,
+    /// How the engine reads the current prompt (token counts), for the warning under it.
+    prompt_check: RwSignal<Option<crate::api::PromptCheck>>,
     enhance: RwSignal<bool>,
     /// The LLM's rewrite of the prompt, shown until it is used or discarded.
     enhanced: RwSignal<Option<String>>,
@@ -141,6 +147,9 @@ impl StudioState {
             guidance: RwSignal::new(String::new()),
             seed: RwSignal::new(String::new()),
             preview: RwSignal::new("normal".to_string()),
+            long_prompts: RwSignal::new(String::new()),
+            weighting: RwSignal::new(true),
+            prompt_check: RwSignal::new(None),
             enhance: RwSignal::new(false),
             enhanced: RwSignal::new(None),
             strength: RwSignal::new(0.6),

@@ -5,6 +5,8 @@ pub mod npy;
 pub mod onnx;
 pub mod pipeline;
 pub mod preview;
+pub mod prompt;
 pub mod rng;
 pub mod schedulers;
+pub mod text;
 pub mod tokenizer;

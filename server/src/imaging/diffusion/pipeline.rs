@@ -18,9 +18,11 @@ use image::RgbImage;
 use ort::session::RunOptions;
 
 use super::onnx::{Feed, ModelError, OnnxModel, Output};
-use super::preview::{latents_to_rgb, PreviewRate};
+use super::preview::{decoded_preview, latents_to_rgb, PreviewRate};
+use super::prompt::PromptOptions;
 use super::rng::TorchRng;
 use super::schedulers::{self, NoiseSource, SamplerKind, Schedule};
+use super::text::{self, TextEmbedding};
 use crate::imaging::registry::{LoadedModel, ModelEntry};
 
 /// Latent channels of every Stable Diffusion VAE.
@@ -36,6 +38,8 @@ pub struct PipelineInput<'a> {
     pub guidance: f32,
     /// diffusers' `guidance_rescale`; 0 leaves classifier-free guidance as it is.
     pub guidance_rescale: f32,
+    /// How long prompts and `(word:1.3)` weights are read.
+    pub prompt_options: PromptOptions,
     pub sampler: SamplerKind,
     pub schedule: Schedule,
     /// One per image: image `i` starts from `TorchRng::new(seeds[i])` noise.
@@ -148,18 +152,30 @@ pub fn generate(
         .input("timestep_cond")
         .map(|p| embedding_width(p, entry));
     let classifier_free = input.guidance > 1.0 && guidance_embedding.is_none();
-    let cond = encode_prompt(entry, model, input.prompt, false, &mut clock)?;
-    let uncond = if classifier_free {
-        Some(encode_prompt(
-            entry,
-            model,
-            input.negative_prompt,
-            entry.zero_empty_negative,
-            &mut clock,
-        )?)
-    } else {
-        None
-    };
+    let negative = classifier_free.then_some(text::Negative {
+        text: input.negative_prompt,
+        zero_if_empty: entry.zero_empty_negative,
+    });
+    // A static-shape UNet takes exactly one 77-token window: long prompts are cut for it.
+    let mut prompt_options = input.prompt_options;
+    if unet
+        .input("encoder_hidden_states")
+        .and_then(|p| p.shape.get(1))
+        .is_some_and(|&tokens| tokens > 0)
+    {
+        prompt_options.long_prompts = super::prompt::LongPrompts::Truncate;
+    }
+    let (cond, uncond) = text::encode(
+        model,
+        input.prompt,
+        negative,
+        prompt_options,
+        &mut |m, feeds, wanted| clock.run(m, feeds, wanted, None),
+    )
+    .map_err(|e| match e {
+        text::TextError::Model(e) => PipelineError::from(e),
+        text::TextError::Invalid(message) => PipelineError::Invalid(message),
+    })?;
     clock.text_encoder += started.elapsed();
 
     // The UNet batch: [uncond × n, cond × n] as diffusers concatenates it.
@@ -318,12 +334,26 @@ pub fn generate(
                 let source = scheduler.denoised().unwrap_or(&latents);
                 (0..n)
                     .map(|k| {
-                        Some(latents_to_rgb(
-                            &source[k * latent_len..(k + 1) * latent_len],
-                            h,
-                            w,
-                            entry.is_sdxl,
-                        ))
+                        let one = &source[k * latent_len..(k + 1) * latent_len];
+                        let approximate = || latents_to_rgb(one, h, w, entry.is_sdxl);
+                        let Some(decoder) = &model.preview_decoder else {
+                            return Some(approximate());
+                        };
+                        // TAESD decodes the UNet's latents directly (its scaling factor is 1).
+                        let feeds = [("latent_sample", Feed::F32(&[1, LATENT_CHANNELS, h, w], one))];
+                        match clock.run(decoder, &feeds, &[0], run_options) {
+                            Ok(mut out) if out[0].data.len() == 3 * 64 * h * w => {
+                                Some(decoded_preview(&out.remove(0).data, 8 * h, 8 * w))
+                            }
+                            Ok(out) => {
+                                tracing::warn!(model = %entry.id, "the preview decoder returned {:?}; using the approximation", out[0].shape);
+                                Some(approximate())
+                            }
+                            Err(e) => {
+                                tracing::warn!(model = %entry.id, "preview decoder: {e}; using the approximation");
+                                Some(approximate())
+                            }
+                        }
                     })
                     .collect()
             } else {
@@ -426,127 +456,6 @@ impl NoiseSource for BatchNoise {
             chunk.copy_from_slice(&values);
         }
     }
-}
-
-/// A prompt's encoding: hidden states `[1, tokens, width]` and (SDXL) the pooled vector.
-struct TextEmbedding {
-    hidden: Vec<f32>,
-    tokens: usize,
-    width: usize,
-    pooled: Vec<f32>,
-}
-
-/// SD 1.x/2.x: the encoder's `last_hidden_state`. SDXL: both encoders' penultimate hidden
-/// states side by side, and the second encoder's projected pooled output (diffusers
-/// `encode_prompt` of `StableDiffusionXLPipeline`). `zero_if_empty`: SDXL's
-/// `force_zeros_for_empty_prompt` for an empty negative prompt (with the flag off, "" is
-/// encoded like any prompt).
-fn encode_prompt(
-    entry: &ModelEntry,
-    model: &LoadedModel,
-    text: &str,
-    zero_if_empty: bool,
-    clock: &mut Clock,
-) -> Result<TextEmbedding, PipelineError> {
-    let first = run_encoder(
-        &model.tokenizer,
-        &model.text_encoder,
-        text,
-        entry.is_sdxl,
-        clock,
-    )?;
-    let Some((tokenizer_2, encoder_2)) = &model.second else {
-        return Ok(TextEmbedding {
-            tokens: first.0.shape[1],
-            width: first.0.shape[2],
-            hidden: first.0.data,
-            pooled: Vec::new(),
-        });
-    };
-    let second = run_encoder(tokenizer_2, encoder_2, text, true, clock)?;
-    let (tokens, w1, w2) = (first.0.shape[1], first.0.shape[2], second.0.shape[2]);
-    let mut hidden = Vec::with_capacity(tokens * (w1 + w2));
-    for t in 0..tokens {
-        hidden.extend_from_slice(&first.0.data[t * w1..(t + 1) * w1]);
-        hidden.extend_from_slice(&second.0.data[t * w2..(t + 1) * w2]);
-    }
-    let mut pooled = second.1.map(|p| p.data).unwrap_or_default();
-    if zero_if_empty && text.trim().is_empty() {
-        hidden.iter_mut().for_each(|v| *v = 0.0);
-        pooled.iter_mut().for_each(|v| *v = 0.0);
-    }
-    Ok(TextEmbedding {
-        hidden,
-        tokens,
-        width: w1 + w2,
-        pooled,
-    })
-}
-
-/// The output holding the penultimate layer's hidden states: of the `hidden_states.K` outputs
-/// (embeddings, then each layer), `K = last - 1`. SDXL needs it; the registry refuses SDXL
-/// encoders without it rather than paint with the wrong layer.
-pub fn penultimate_output<'a>(outputs: impl Iterator<Item = &'a str>) -> Option<usize> {
-    let layers: Vec<(usize, usize)> = outputs
-        .enumerate()
-        .filter_map(|(i, name)| {
-            name.strip_prefix("hidden_states.")
-                .and_then(|k| k.parse().ok())
-                .map(|k| (k, i))
-        })
-        .collect();
-    match layers.iter().max() {
-        Some(&(last, _)) if last > 0 => {
-            layers.iter().find(|(k, _)| *k == last - 1).map(|&(_, i)| i)
-        }
-        _ => None,
-    }
-}
-
-/// Tokenises and runs one text encoder. Returns the hidden states to use and the pooled output
-/// (`text_embeds` when the encoder has a projection, else `pooler_output`).
-fn run_encoder(
-    tokenizer: &super::tokenizer::ClipTokenizer,
-    encoder: &OnnxModel,
-    text: &str,
-    penultimate: bool,
-    clock: &mut Clock,
-) -> Result<(Output, Option<Output>), PipelineError> {
-    let ids = tokenizer.encode(text);
-    let hidden_index = if penultimate {
-        penultimate_output(encoder.outputs.iter().map(|p| p.name.as_str()))
-    } else {
-        None
-    };
-    let hidden_index = match hidden_index {
-        Some(i) => i,
-        None => encoder.output_index("last_hidden_state").unwrap_or(0),
-    };
-    let pooled_index = encoder
-        .output_index("text_embeds")
-        .or_else(|| encoder.output_index("pooler_output"));
-    let mut wanted = vec![hidden_index];
-    wanted.extend(pooled_index);
-    let mut outputs = clock.run(
-        encoder,
-        &[("input_ids", Feed::I64(&[1, ids.len()], &ids))],
-        &wanted,
-        None,
-    )?;
-    let pooled = if outputs.len() > 1 {
-        outputs.pop()
-    } else {
-        None
-    };
-    let hidden = outputs.remove(0);
-    if hidden.shape.len() != 3 {
-        return Err(PipelineError::Invalid(format!(
-            "{}: expected hidden states [1, tokens, width], got {:?}",
-            encoder.file(),
-            hidden.shape
-        )));
-    }
-    Ok((hidden, pooled))
 }
 
 /// `uncond + g·(cond − uncond)` over the two halves of the UNet output (or the output as is).
@@ -859,33 +768,6 @@ mod rescale_tests {
         let mut unchanged = [1.0f32, 2.0];
         super::rescale_guidance(&mut unchanged, &[3.0, 1.0], 0.0);
         assert_eq!(unchanged, [1.0, 2.0]);
-    }
-}
-
-#[cfg(test)]
-mod penultimate_tests {
-    use super::penultimate_output;
-
-    #[test]
-    fn the_penultimate_layer_is_found_or_missing() {
-        let names = [
-            "last_hidden_state",
-            "hidden_states.0",
-            "hidden_states.2",
-            "hidden_states.1",
-            "text_embeds",
-        ];
-        assert_eq!(penultimate_output(names.into_iter()), Some(3));
-        assert_eq!(
-            penultimate_output(["last_hidden_state", "pooler_output"].into_iter()),
-            None
-        );
-        assert_eq!(penultimate_output(["hidden_states.0"].into_iter()), None);
-        // A gap where the penultimate layer should be.
-        assert_eq!(
-            penultimate_output(["hidden_states.0", "hidden_states.2"].into_iter()),
-            None
-        );
     }
 }
 

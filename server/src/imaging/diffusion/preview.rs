@@ -43,6 +43,31 @@ pub fn latents_to_rgb(latents: &[f32], h: usize, w: usize, sdxl: bool) -> RgbIma
     out
 }
 
+/// Longest side of a preview decoded by TAESD: enough for the page, small on the wire.
+pub const DECODED_PREVIEW_MAX: u32 = 256;
+
+/// A preview decoder's output `[3, h, w]` in [-1, 1] (diffusers' `AutoencoderTiny.decode`
+/// convention) → RGB, scaled down to at most [`DECODED_PREVIEW_MAX`] on the longest side.
+pub fn decoded_preview(data: &[f32], h: usize, w: usize) -> RgbImage {
+    let plane = h * w;
+    let mut out = RgbImage::new(w as u32, h as u32);
+    for (i, pixel) in out.pixels_mut().enumerate() {
+        for c in 0..3 {
+            let v = data.get(c * plane + i).copied().unwrap_or(0.0);
+            pixel.0[c] = ((v / 2.0 + 0.5) * 255.0).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    if out.width().max(out.height()) > DECODED_PREVIEW_MAX {
+        let scale = DECODED_PREVIEW_MAX as f32 / out.width().max(out.height()) as f32;
+        let (tw, th) = (
+            ((out.width() as f32 * scale).round() as u32).max(1),
+            ((out.height() as f32 * scale).round() as u32).max(1),
+        );
+        out = image::imageops::thumbnail(&out, tw, th);
+    }
+    out
+}
+
 /// How often previews are made: every step, every other step, or never.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,5 +123,26 @@ mod tests {
         assert!(PreviewRate::Normal.wants(3, 4));
         assert!(!PreviewRate::Faster.wants(4, 4));
         assert!(!PreviewRate::None.wants(1, 4));
+    }
+}
+
+#[cfg(test)]
+mod decoded_tests {
+    use super::*;
+
+    #[test]
+    fn decoded_previews_map_the_range_and_are_scaled_down_for_the_wire() {
+        // [-1, 1] → [0, 255], out-of-range values clamped (TAESD overshoots on odd latents).
+        let data = [-1.0, 0.0, 1.0, 2.0, -3.0, 0.5];
+        let one_by_two: Vec<f32> = data.iter().copied().cycle().take(6).collect();
+        let p = decoded_preview(&one_by_two, 1, 2);
+        assert_eq!(p.get_pixel(0, 0).0, [0, 255, 0]);
+        assert_eq!(p.get_pixel(1, 0).0, [128, 255, 191]);
+        let big = vec![0.0f32; 3 * 384 * 512];
+        assert_eq!(decoded_preview(&big, 384, 512).dimensions(), (256, 192));
+        assert_eq!(
+            decoded_preview(&vec![0.0f32; 3 * 64 * 64], 64, 64).dimensions(),
+            (64, 64)
+        );
     }
 }

@@ -376,20 +376,25 @@ impl ClipTokenizer {
 
     /// BOS + BPE ids + EOS, truncated to max_length and padded with the pad id: always exactly max_length ids.
     pub fn encode(&self, text: &str) -> Vec<i64> {
-        let mut tokens = self.tokens(text);
+        self.encode_ids(&self.tokens(text))
+    }
+
+    /// [`encode`](Self::encode) of text already tokenised (without BOS/EOS).
+    pub fn encode_ids(&self, tokens: &[i64]) -> Vec<i64> {
         // transformers truncates the sequence itself, never the special tokens around it.
-        tokens.truncate(self.max_length - 2);
+        let tokens = &tokens[..tokens.len().min(self.max_length - 2)];
         let mut ids = Vec::with_capacity(self.max_length);
         ids.push(self.bos_id);
-        ids.extend_from_slice(&tokens);
+        ids.extend_from_slice(tokens);
         ids.push(self.eos_id);
         ids.resize(self.max_length, self.pad_id);
         ids
     }
 
-    /// How many prompt tokens (without BOS/EOS) the text has before truncation; lets the API warn that a prompt was cut.
-    pub fn count_tokens(&self, text: &str) -> usize {
-        self.tokens(text).len()
+    /// The text's ids without BOS, EOS, truncation or padding (what
+    /// `tokenizer(text).input_ids[1:-1]` gives in transformers).
+    pub fn ids(&self, text: &str) -> Vec<i64> {
+        self.tokens(text)
     }
 
     pub fn max_length(&self) -> usize {
@@ -917,10 +922,10 @@ mod tests {
                 ));
             }
             if let Some(expected) = case.prompt_tokens {
-                let count = tokenizer.count_tokens(&case.text);
+                let count = tokenizer.ids(&case.text).len();
                 if count != expected {
                     failures.push(format!(
-                        "{} {:?}: count_tokens {count}, expected {expected}",
+                        "{} {:?}: ids().len() {count}, expected {expected}",
                         case.tokenizer, case.text
                     ));
                 }
@@ -944,7 +949,7 @@ mod tests {
         assert_eq!(&ids[..7], &[49406, 320, 1125, 539, 320, 2368, 49407]);
         assert!(ids[7..].iter().all(|&id| id == 49407));
         assert_eq!(ids.len(), 77);
-        assert_eq!(tokenizer.count_tokens("a photo of a cat"), 5);
+        assert_eq!(tokenizer.ids("a photo of a cat").len(), 5);
         assert_eq!(tokenizer.max_length(), 77);
         let sd2 = load("tiny-sd2-v");
         assert_eq!(sd2.pad_id(), 0);
@@ -959,7 +964,7 @@ mod tests {
         assert_eq!(ids.len(), 77);
         assert_eq!(ids[0], 49406);
         assert_eq!(ids[76], 49407);
-        assert_eq!(tokenizer.count_tokens(&text), 100);
+        assert_eq!(tokenizer.ids(&text).len(), 100);
     }
 
     #[test]
