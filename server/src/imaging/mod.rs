@@ -10,6 +10,7 @@ pub mod diffusion;
 pub mod download;
 pub mod edit;
 pub mod encode;
+pub mod graph_cache;
 pub mod hub;
 pub mod presets;
 pub mod registry;

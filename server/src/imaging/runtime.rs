@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
-use ort::session::builder::SessionBuilder;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 
+use super::graph_cache::{GraphCache, Plan};
 use crate::config::ImageSettings;
 
 /// The library file name the `onnxruntime` wheel ships on this platform.
@@ -48,6 +49,8 @@ pub struct Runtime {
     pub library: PathBuf,
     pub provider: ExecutionProvider,
     threads: usize,
+    /// Optimised graphs saved on first load (`None`: every load optimises again).
+    pub graph_cache: Option<GraphCache>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -91,12 +94,66 @@ impl Runtime {
             library,
             provider,
             threads: settings.threads,
+            graph_cache: settings.graph_cache.clone().map(|dir| GraphCache {
+                dir,
+                min_bytes: settings.graph_cache_min_bytes,
+            }),
         })
+    }
+
+    /// What the optimised graphs depend on besides the model and the CPU: the library and the
+    /// execution provider.
+    fn id(&self) -> String {
+        let size = std::fs::metadata(&self.library).map_or(0, |m| m.len());
+        format!("{}:{size}:{}", self.library.display(), self.provider.name())
     }
 
     /// Opens one model file with the chosen provider; falls back to CPU (with one warning) when
     /// the provider cannot be registered for this session.
+    /// With a graph cache, a saved optimised graph is used when there is one, and a first load
+    /// saves one; any trouble with the cache falls back to the original file.
     pub fn session(&self, file: &Path) -> Result<Session, RuntimeError> {
+        let plan = match &self.graph_cache {
+            Some(cache) => cache.plan(file, &self.id()),
+            None => Plan::Skip,
+        };
+        match plan {
+            Plan::Reuse(graph) => match self.open(&graph, Graph::Optimised) {
+                Ok(session) => return Ok(session),
+                Err(e) => {
+                    // A damaged entry goes, so the next load saves a good one.
+                    tracing::warn!("{e}; loading the original graph");
+                    if let Some(entry) = graph.parent() {
+                        let _ = std::fs::remove_dir_all(entry);
+                    }
+                }
+            },
+            Plan::Save {
+                staging,
+                entry,
+                graph,
+            } => match std::fs::create_dir_all(&staging)
+                .map_err(|e| RuntimeError::Session {
+                    file: staging.display().to_string(),
+                    message: e.to_string(),
+                })
+                .and_then(|()| self.open(file, Graph::SaveTo(&graph)))
+            {
+                Ok(session) => {
+                    GraphCache::commit(&staging, &entry);
+                    return Ok(session);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    tracing::warn!("the optimised graph could not be saved: {e}");
+                }
+            },
+            Plan::Skip => {}
+        }
+        self.open(file, Graph::Original)
+    }
+
+    fn open(&self, file: &Path, graph: Graph<'_>) -> Result<Session, RuntimeError> {
         let fail = |message: String| RuntimeError::Session {
             file: file.display().to_string(),
             message,
@@ -107,6 +164,27 @@ impl Runtime {
                 .with_intra_threads(self.threads)
                 .map_err(|e| fail(e.to_string()))?;
         }
+        builder = match graph {
+            Graph::Original => builder,
+            // Already rewritten for this machine: rewriting again would only cost time.
+            Graph::Optimised => builder
+                .with_optimization_level(GraphOptimizationLevel::Disable)
+                .map_err(|e| fail(e.to_string()))?,
+            // Weights go to one external file (graphs over 2 GB cannot hold them inline).
+            Graph::SaveTo(path) => builder
+                .with_optimized_model_path(path)
+                .map_err(|e| fail(e.to_string()))?
+                .with_config_entry(
+                    "session.optimized_model_external_initializers_file_name",
+                    GraphCache::weights_file_name(),
+                )
+                .map_err(|e| fail(e.to_string()))?
+                .with_config_entry(
+                    "session.optimized_model_external_initializers_min_size_in_bytes",
+                    "1024",
+                )
+                .map_err(|e| fail(e.to_string()))?,
+        };
         builder = self.with_provider(builder).map_err(fail)?;
         builder
             .commit_from_file(file)
@@ -140,6 +218,15 @@ impl Runtime {
             _ => Ok(builder),
         }
     }
+}
+
+/// Which graph a session opens.
+enum Graph<'a> {
+    Original,
+    /// A saved optimised graph.
+    Optimised,
+    /// The original, saving its optimised graph here.
+    SaveTo(&'a Path),
 }
 
 /// Picks the execution provider: the requested one when this build and library have it,

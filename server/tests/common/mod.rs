@@ -158,6 +158,8 @@ pub fn image_settings() -> ImageSettings {
         chunk_long_prompts: true,
         prompt_weighting: true,
         recommended_model: easel::config::DEFAULT_RECOMMENDED_MODEL.into(),
+        graph_cache: None,
+        graph_cache_min_bytes: easel::config::GRAPH_CACHE_MIN_BYTES,
     }
 }
 
