@@ -22,6 +22,9 @@ pub fn run(root: &Path, args: &[String]) -> Result {
     if args.iter().any(|a| a == "--scale") {
         return scale(root);
     }
+    if args.iter().any(|a| a == "--peers") {
+        return crate::peers::run(root);
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let repeat = if quick { "2" } else { "5" };
     let threads = std::env::var("EASEL_ORT_THREADS").unwrap_or_else(|_| "2".into());

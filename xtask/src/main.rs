@@ -8,6 +8,7 @@
 //! Commands: `setup`, `build [--release]`, `run [--release] [-- ARGS]`, `test`, `bench`.
 
 mod bench;
+mod peers;
 mod setup;
 mod site;
 
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&root(), &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  setup              install what a fresh machine lacks\n  build [--release]  build the web assets and the server\n  run [--release] [-- ARGS]\n                     set up, build and start `easel serve` (or `easel ARGS`)\n  test               formatting, lints, unit/integration tests and browser tests\n  bench [--quick]    engine vs. the Python reference pipeline\n  bench --scale      workers on PostgreSQL: throughput, queue wait, worker overhead"
+                "usage: cargo xtask <command>\n\n  setup              install what a fresh machine lacks\n  build [--release]  build the web assets and the server\n  run [--release] [-- ARGS]\n                     set up, build and start `easel serve` (or `easel ARGS`)\n  test               formatting, lints, unit/integration tests and browser tests\n  bench [--quick]    engine vs. the Python reference pipeline\n  bench --scale      workers on PostgreSQL: throughput, queue wait, worker overhead\n  bench --peers      real-size SD 1.5 (random weights): Easel vs diffusers, ORT settings, int8, stable-diffusion.cpp"
             );
             return ExitCode::from(2);
         }
