@@ -164,6 +164,12 @@ impl Runtime {
                 .with_intra_threads(self.threads)
                 .map_err(|e| fail(e.to_string()))?;
         }
+        // Memory patterns pre-plan buffers per input shape; measured on a real-size SD 1.5 UNet
+        // (512x512, batch 2, 2 threads) turning them off took peak memory from 8.3 to 6.1 GiB
+        // and the step no longer (12.3 s against 12.8 s).
+        builder = builder
+            .with_memory_pattern(false)
+            .map_err(|e| fail(e.to_string()))?;
         builder = match graph {
             Graph::Original => builder,
             // Already rewritten for this machine: rewriting again would only cost time.
