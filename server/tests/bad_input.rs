@@ -548,3 +548,28 @@ async fn raw_declared_length(
         .unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+/// A method a route does not have, sent with a large body: the 405 (in the family's shape)
+/// reaches the client, instead of a connection reset while it is still uploading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_method_with_a_large_body_gets_its_405() {
+    let s = Setup::default().start().await;
+    for (path, code) in [
+        ("/api/conversations/import", "method_not_allowed"),
+        ("/v1/images/generations", "method_not_allowed"),
+    ] {
+        for _ in 0..3 {
+            let response = s
+                .client
+                .put(format!("{}{path}", s.base))
+                .header("content-type", "application/json")
+                .body(vec![b' '; 48 * 1024 * 1024])
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{path}: no answer: {e}"));
+            assert_eq!(response.status(), 405, "{path}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        }
+    }
+}

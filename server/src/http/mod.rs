@@ -90,11 +90,17 @@ pub fn route_table() -> Vec<RouteInfo> {
 
 pub fn router(state: AppState) -> Router {
     let (api, _) = api_routes().into_parts();
-    let api = api.fallback(|| async {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such API route.")
-    });
+    let api = api
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such API route.")
+        })
+        .method_not_allowed_fallback(|request: axum::extract::Request| {
+            routes::method_not_allowed(Family::Api, request)
+        });
     let (v1, _) = openai::routes().into_parts();
-    let v1 = v1.fallback(openai::not_found);
+    let v1 = v1.fallback(openai::not_found).method_not_allowed_fallback(
+        |request: axum::extract::Request| routes::method_not_allowed(Family::OpenAi, request),
+    );
 
     let guard = Arc::new(Guard::from_config(&state.config));
     let routes = generate_route_list(app::App);

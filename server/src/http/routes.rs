@@ -150,9 +150,7 @@ async fn limit_body(State(policy): State<BodyPolicy>, request: Request, next: Ne
         .and_then(|v| v.trim().parse::<u64>().ok());
     if let Some(length) = declared.filter(|len| *len > policy.limit as u64) {
         if length <= DRAIN_AT_MOST {
-            // Nothing is kept: chunks are read and dropped.
-            let mut body = request.into_body().into_data_stream();
-            while let Ok(Some(Ok(_))) = tokio::time::timeout(DRAIN_IDLE, body.next()).await {}
+            drain(request.into_body()).await;
         }
         let mut response = too_large(policy.family, policy.limit);
         response
@@ -163,6 +161,42 @@ async fn limit_body(State(policy): State<BodyPolicy>, request: Request, next: Ne
     let (parts, body) = request.into_parts();
     let limited = Body::new(http_body_util::Limited::new(body, policy.limit));
     next.run(Request::from_parts(parts, limited)).await
+}
+
+/// Reads a body and drops it (at most [`DRAIN_AT_MOST`], stopping when the client pauses), so
+/// a client still sending reads the answer instead of a reset connection.
+async fn drain(body: Body) {
+    let mut body = body.into_data_stream();
+    let mut read = 0u64;
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(DRAIN_IDLE, body.next()).await {
+        read += chunk.len() as u64;
+        if read > DRAIN_AT_MOST {
+            break;
+        }
+    }
+}
+
+/// A route asked with a method it does not have: 405 in the family's shape, after reading
+/// the body the client may still be sending (a 405 sent mid-upload would reset it).
+pub async fn method_not_allowed(family: Family, request: Request) -> Response {
+    drain(request.into_body()).await;
+    let message = "This route does not take that method.";
+    let mut response = match family {
+        Family::Api => ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        )
+        .into_response(),
+        Family::OpenAi => {
+            let body = serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "method_not_allowed"}});
+            (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// 413 in the family's shape.
