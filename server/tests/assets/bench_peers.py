@@ -377,11 +377,19 @@ def create_repeatedly(path: Path, settings: dict, times: int):
     session and the creation times in seconds."""
     created = []
     s = None
-    for _ in range(times):
+    retries = ARGS.retries
+    while len(created) < times:
         s = None
-        gc.collect()
+        release_memory()
         wait_quiet()
+        cpu0 = time.process_time()
         s, took = open_session(path, settings)
+        # Creation is mostly one thread: CPU time / wall time is about 1 when uncontended.
+        share = (time.process_time() - cpu0) / took
+        if share < 0.8 and retries > 0:
+            retries -= 1
+            log(f"  creation CPU share {share:.2f}: contended, create again")
+            continue
         created.append(took)
     return s, created
 
@@ -484,6 +492,66 @@ def case_ort(model: Path, work: Path, inputs: Inputs):
         v = None
     del pipe, s
     gc.collect()
+
+
+AB_CASES = [
+    ("A/B: + set_denormal_as_zero", {"denormal": True}),
+    ("A/B: + allow_spinning 0", {"spinning": 0}),
+    ("A/B: + enable_mem_pattern off", {"mem_pattern": False}),
+    ("A/B: + cpu_mem_arena off", {"arena": False}),
+    ("A/B: + ORT_ENABLE_EXTENDED", {"level": "extended"}),
+    ("A/B: default SessionOptions()", None),
+]
+
+
+def case_ab(model: Path, work: Path, inputs: Inputs):
+    """Each setting against Easel's settings in alternating runs (A B A B ...), both sessions
+    open at once, so slow drifts of the machine hit both sides alike."""
+    unet = model / "unet" / "model.onnx"
+    base_settings = resolve(ORT_CASES[0][1])
+    base, _ = open_session(unet, base_settings)
+    feed = inputs.unet_feed(base)
+    base.run(None, feed)
+    only = set(ARGS.ab_only.split(",")) if ARGS.ab_only else None
+    for i, (name, extra) in enumerate(AB_CASES):
+        if only and str(i) not in only:
+            continue
+        l0 = load1()
+        settings = {} if extra is None else {**base_settings, **extra}
+        other, created = open_session(unet, settings)
+        other.run(None, feed)  # warm-up
+        a, b, shares = [], [], []
+        retries = ARGS.retries
+        while len(b) < ARGS.runs:
+            pair = []
+            for session in (base, other):
+                wait_quiet()
+                cpu0 = time.process_time()
+                started = time.perf_counter()
+                session.run(None, feed)
+                took = time.perf_counter() - started
+                pair.append((took, (time.process_time() - cpu0) / (took * ARGS.threads)))
+            if min(p[1] for p in pair) < ARGS.min_share and retries > 0:
+                retries -= 1
+                log(f"  pair {pair[0][0] * 1000:.0f}/{pair[1][0] * 1000:.0f} ms contended, run again")
+                continue
+            a.append(pair[0][0])
+            b.append(pair[1][0])
+            shares.extend(p[1] for p in pair)
+            log(f"  Easel's {pair[0][0] * 1000:.0f} ms, variant {pair[1][0] * 1000:.0f} ms")
+        SHARES[:] = shares
+        ma, mb = statistics.median(a), statistics.median(b)
+        ratios = sorted(y / x for x, y in zip(a, b))
+        add_row(
+            name,
+            created,
+            b,
+            load=(l0, load1()),
+            rss=rss_gib(),
+            note=f"Easel's settings in the same pairs: {ma * 1000:.0f} ms ({', '.join(f'{x * 1000:.0f}' for x in a)}); variant/Easel's {mb / ma:.3f}, per pair {', '.join(f'{r:.3f}' for r in ratios)}",
+        )
+        other = None
+        release_memory()
 
 
 def fp32_references(model: Path, work: Path, inputs: Inputs):
@@ -731,6 +799,7 @@ def main() -> None:
     parser.add_argument("--e2e-runs", type=int, default=1)
     parser.add_argument("--images", default="1", help="comma-separated image counts for end to end, e.g. 1,2")
     parser.add_argument("--ort-only", default="", help="indices into the ort settings list, e.g. 0,2,8")
+    parser.add_argument("--ab-only", default="", help="indices into the A/B list, e.g. 0,2")
     parser.add_argument("--int8-only", default="", help="indices into the int8 list, e.g. 0,4")
     parser.add_argument("--no-int8-image", dest="int8_image", action="store_false", help="skip the 4-step picture per int8 UNet")
     parser.add_argument("--reference", default="ort intra2 inter1 (Easel's)")
@@ -754,7 +823,7 @@ def main() -> None:
     if not (model / "unet" / "model.onnx").is_file():
         raise SystemExit(f"{model} has no unet/model.onnx: run make_real_size_sd15.py first")
     names = [n for n in ARGS.cases.split(",") if n]
-    cases = {"cache": case_cache, "ort": case_ort, "int8": case_int8, "diffusers": case_diffusers, "sdcpp": case_sdcpp}
+    cases = {"cache": case_cache, "ort": case_ort, "ab": case_ab, "int8": case_int8, "diffusers": case_diffusers, "sdcpp": case_sdcpp}
     unknown = [n for n in names if n not in cases]
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; known: {list(cases)}")
