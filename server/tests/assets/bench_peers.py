@@ -9,56 +9,74 @@ classifier-free guidance 7.5, so one UNet step is a batch of 2 (latents 64x64, 7
 end to end is text encoder + 4 Euler (discrete) steps + VAE decode, starting from the same
 unit-variance latents (WORK/latents-1.npy, seed 0), so the pictures can be compared too.
 
-Cases (`--cases`, comma-separated, in this order):
+Cases (`--cases`, comma-separated; each runs in its own process so memory does not pile up):
 
-* cache      UNet session creation (ORT_ENABLE_ALL) from the export, then saving the optimised
-             graph (`optimized_model_filepath`, initializers in an external file) and creating
-             the session from that file with ORT_DISABLE_ALL and with ORT_ENABLE_ALL; checks the
-             saved model's output against the original's (max abs diff) and times its step.
-* ort        UNet step time under ONNX Runtime settings (default options; intra 2 + inter 1 as
-             Easel sets them; denormals as zero; spinning off; memory pattern off; arena off;
-             ORT_ENABLE_EXTENDED; parallel execution), then the Easel-like setting end to end
-             with a small numpy pipeline (diffusers' EulerDiscreteScheduler).
+* cache      UNet session creation (ORT_ENABLE_ALL, and ORT_DISABLE_ALL) from the export, then
+             saving the optimised graph (`optimized_model_filepath`, initializers over 1 KiB in
+             an external file) and creating the session from that file with ORT_DISABLE_ALL and
+             with ORT_ENABLE_ALL; checks the saved model's output against the original's (max
+             abs diff) and times its step. Creation times are medians of `--runs`.
+* ort        UNet step time under ONNX Runtime settings, one setting after another (default
+             options; intra 2 + inter 1 as Easel sets them; denormals as zero; spinning off;
+             memory pattern off; arena off; ORT_ENABLE_EXTENDED; parallel execution; Easel's
+             again), the VAE decoder alone, then Easel's settings end to end with a small numpy
+             pipeline (diffusers' EulerDiscreteScheduler).
+* ab         the settings that differ by a few per cent, each against Easel's in alternating
+             visits (A B A B, each visit a new session, a warm-up and `--ab-runs` steps), so a
+             slow drift of the machine cannot pass for an effect.
 * int8       `quantize_dynamic` UNets (QInt8 / QUInt8, per channel or not, MatMul only or MatMul
              and Conv): step time and the deviation from fp32 (one step's noise prediction, and
              the decoded picture after 4 Euler steps: max abs diff and PSNR).
-* diffusers  diffusers' `StableDiffusionPipeline` (PyTorch, fp32, torch.set_num_threads):
-             UNet step and end to end for 1 image (and `--images 2` for 2).
-* sdcpp      stable-diffusion.cpp through `stable-diffusion-cpp-python`, if installed.
+* diffusers  diffusers' `StableDiffusionPipeline` (PyTorch, fp32, torch.set_num_threads): UNet
+             step, VAE decode and end to end (`--images 1,2` for 2 images too).
+* sdcpp      stable-diffusion.cpp through `stable-diffusion-cpp-python`, if installed
+             (`CMAKE_ARGS="-DGGML_NATIVE=ON" pip install stable-diffusion-cpp-python`); it reads
+             the diffusers folder `pytorch/` itself.
 
 Step times are the median of `--runs` (3) runs after one warm-up (1 run when a step takes over
 60 s). Before each timed run the script waits (`--quiet-wait`, 180 s at most) until other
 processes leave the cores idle, and a run whose CPU share (this process's CPU time / wall time /
 threads; about 0.97 when it had the cores to itself) is under `--min-share` (0.9) is run again,
-up to `--retries` (4) times per case; the table shows the lowest share kept. End-to-end times are `--e2e-runs` (1) runs after the warm-up the step timing gave. The
-ratio column is the step time over the reference case's (`--reference`, default Easel's own ORT
-settings: intra-op 2 threads, inter-op 1). The load column is the 1-minute load average seen
-at the start and end of the case: on a busy machine, differences under the spread of the two
-`ort intra2 inter1` rows (first and last of the `ort` case) are noise.
+up to `--retries` (4) times per case; the table shows the lowest share kept. End-to-end times
+are `--e2e-runs` (1) runs after the warm-up the step timing gave. The ratio column is the step
+time over the reference case's (`--reference`, default Easel's own ORT settings: intra-op 2
+threads, inter-op 1). The load column is the 1-minute load average at the start and end of the
+case. RSS is the process's resident memory after the case's runs (the `(…: peak RSS)` rows
+give each process's peak).
+
+Memory: one fp32 UNet session with its arena is ~8 GiB RSS after a batch-2 step; saving the
+optimised model peaks at ~12.6 GiB; `--images 2` makes the ORT UNet run at batch 4 and its arena
+grow to ~18 GiB (peak ~21 GiB), so leave it out on a 24 GiB machine that does other work. The
+PyTorch pipeline stays under 7 GiB.
 
 Easel's own numbers for the same case (run from the repository root after `cargo build`;
-`--latents` makes it start from the same latents, `--repeat 3` times 3 runs after a warm-up;
-`denoise_ms / 4` is its step time, `total_ms` its end to end):
+`--latents` makes it start from the same latents (written by this script into WORK),
+`--repeat 3` times 3 runs after a warm-up; `denoise_ms / 4` is its step time, `total_ms` its end
+to end, `load_ms` the model load):
 
     EASEL_ORT_THREADS=2 target/debug/easel generate --model /tmp/sd15-random \\
         --prompt "a photograph of an astronaut riding a horse" --negative "" \\
         --size 512x512 --steps 4 --sampler euler --schedule discrete --guidance 7.5 \\
         -n 1 --latents /tmp/sd15-bench/latents-1.npy --repeat 3 --json --npy --out /tmp/easel-bench
 
-    (2 images: -n 2 --latents /tmp/sd15-bench/latents-2.npy; a UNet step is then a batch of 4.)
-    With ORT_DYLIB_PATH=/tmp/lpwvenv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1
-    when Easel has no ONNX Runtime of its own. `--npy` writes the float picture; compare it
-    with WORK/image-ort-fp32.npy or WORK/image-diffusers.npy (saved by the `ort` and `diffusers`
-    cases) for a PSNR.
+    2 images: `-n 2 --latents /tmp/sd15-bench/latents-2.npy` (a UNet step is then a batch of 4;
+    see the memory note above). Prefix
+    `ORT_DYLIB_PATH=/tmp/lpwvenv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1`
+    when Easel has no ONNX Runtime of its own. `--npy` writes the float picture [3, 512, 512];
+    compare it with WORK/image-ort-fp32.npy or WORK/image-diffusers.npy (same layout, saved by
+    the `ort` and `diffusers` cases): all three start from the same latents and should agree
+    to ~1e-4.
 
 Usage:
 
     nice -n 15 /tmp/lpwvenv/bin/python server/tests/assets/bench_peers.py /tmp/sd15-random \\
-        [--work /tmp/sd15-bench] [--cases cache,ort,int8,diffusers,sdcpp] [--threads 2] [--json out.json]
+        [--work /tmp/sd15-bench] [--cases cache,ort,ab,int8,diffusers,sdcpp] [--threads 2] \\
+        [--images 1] [--json rows.json]
+    /tmp/lpwvenv/bin/python server/tests/assets/bench_peers.py --from-json rows.json [more.json]
 
-WORK holds the latents, the cached optimised UNet and the int8 UNets (deleted after each is
-measured unless `--keep`); about 3.5 GB at peak. Peak memory is about 9 GB (one fp32 UNet
-session plus the int8 quantiser, or the PyTorch pipeline).
+WORK holds the latents, the pictures, the cached optimised UNet and the int8 UNets (each deleted
+after it is measured unless `--keep`); about 3.5 GB at peak. The whole set takes about 1.5 hours
+on 2 cores (a fp32 UNet step is ~12 s there).
 """
 
 from __future__ import annotations
@@ -467,8 +485,19 @@ def case_ort(model: Path, work: Path, inputs: Inputs):
         if only and str(i) not in only:
             continue
         ort_step_case(name, unet, resolve(settings), inputs)
-    # End to end with Easel's settings, and the fp32 picture the int8 case compares against.
     settings = resolve(ORT_CASES[0][1])
+    # The VAE decoder alone (one 512x512 image), under the settings that matter for its convolutions.
+    latent = (inputs.latents[1] * 1.0).astype(np.float32)
+    vae_path = model / "vae_decoder" / "model.onnx"
+    for name, extra in (("", {}), (", mem_pattern off", {"mem_pattern": False}), (", ORT_ENABLE_EXTENDED", {"level": "extended"})):
+        l0 = load1()
+        v, created = open_session(vae_path, {**settings, **extra})
+        times, _ = timed_runs(lambda: v.run(None, {"latent_sample": latent})[0], ARGS.runs)
+        add_row(f"ort VAE decode 512x512{name}", created, times, load=(l0, load1()), rss=rss_gib(), note="ms column: one decode, not a UNet step")
+        v = None
+        release_memory()
+    # End to end with Easel's settings, and the fp32 picture the int8 case compares against.
+    # (2 images run the UNet at batch 4: ONNX Runtime's arena then grows to ~18 GiB RSS.)
     l0 = load1()
     s, created = open_session(unet, settings)
     pipe = OrtPipeline(model, settings, s)
@@ -481,15 +510,6 @@ def case_ort(model: Path, work: Path, inputs: Inputs):
         if n == 1:
             np.save(work / "image-ort-fp32.npy", image[0])
         add_row(f"ort pipeline e2e, {n} image(s), Easel's settings", created, e2e_ms=statistics.median(e2e) * 1000, load=(l0, load1()), rss=rss_gib(), note=f"numpy Euler + ORT; last run: {pipe.breakdown()}")
-    # The VAE decoder alone (one 512x512 image), under the settings that matter for its convolutions.
-    latent = (inputs.latents[1] * 1.0).astype(np.float32)
-    vae_path = model / "vae_decoder" / "model.onnx"
-    for name, extra in (("", {}), (", mem_pattern off", {"mem_pattern": False}), (", ORT_ENABLE_EXTENDED", {"level": "extended"})):
-        l0 = load1()
-        v, created = open_session(vae_path, {**settings, **extra})
-        times, _ = timed_runs(lambda: v.run(None, {"latent_sample": latent})[0], ARGS.runs)
-        add_row(f"ort VAE decode 512x512{name}", created, times, load=(l0, load1()), rss=rss_gib(), note="ms column: one decode, not a UNet step")
-        v = None
     del pipe, s
     gc.collect()
 
@@ -505,53 +525,47 @@ AB_CASES = [
 
 
 def case_ab(model: Path, work: Path, inputs: Inputs):
-    """Each setting against Easel's settings in alternating runs (A B A B ...), both sessions
-    open at once, so slow drifts of the machine hit both sides alike."""
+    """Each setting against Easel's settings, alternating A B A B (`--ab-cycles` cycles; each
+    visit creates its session, warms it up and times `--ab-runs` steps), so slow drifts of the
+    machine hit both sides alike. One session at a time: two fp32 UNet sessions with their
+    arenas would need about 16 GiB."""
     unet = model / "unet" / "model.onnx"
     base_settings = resolve(ORT_CASES[0][1])
-    base, _ = open_session(unet, base_settings)
-    feed = inputs.unet_feed(base)
-    base.run(None, feed)
     only = set(ARGS.ab_only.split(",")) if ARGS.ab_only else None
     for i, (name, extra) in enumerate(AB_CASES):
         if only and str(i) not in only:
             continue
         l0 = load1()
         settings = {} if extra is None else {**base_settings, **extra}
-        other, created = open_session(unet, settings)
-        other.run(None, feed)  # warm-up
-        a, b, shares = [], [], []
-        retries = ARGS.retries
-        while len(b) < ARGS.runs:
-            pair = []
-            for session in (base, other):
-                wait_quiet()
-                cpu0 = time.process_time()
-                started = time.perf_counter()
-                session.run(None, feed)
-                took = time.perf_counter() - started
-                pair.append((took, (time.process_time() - cpu0) / (took * ARGS.threads)))
-            if min(p[1] for p in pair) < ARGS.min_share and retries > 0:
-                retries -= 1
-                log(f"  pair {pair[0][0] * 1000:.0f}/{pair[1][0] * 1000:.0f} ms contended, run again")
-                continue
-            a.append(pair[0][0])
-            b.append(pair[1][0])
-            shares.extend(p[1] for p in pair)
-            log(f"  Easel's {pair[0][0] * 1000:.0f} ms, variant {pair[1][0] * 1000:.0f} ms")
+        times = {"a": [], "b": []}
+        created = {"a": [], "b": []}
+        rss = {"a": 0.0, "b": 0.0}
+        shares = []
+        for cycle in range(ARGS.ab_cycles):
+            for side, chosen in (("a", base_settings), ("b", settings)):
+                session, took = open_session(unet, chosen)
+                created[side].append(took)
+                feed = inputs.unet_feed(session)
+                runs, _ = timed_runs(lambda: session.run(None, feed)[0], ARGS.ab_runs)
+                times[side].extend(runs)
+                shares.extend(SHARES)
+                rss[side] = max(rss[side], rss_gib())
+                session = None
+                release_memory()
         SHARES[:] = shares
-        ma, mb = statistics.median(a), statistics.median(b)
-        ratios = sorted(y / x for x, y in zip(a, b))
+        ma, mb = statistics.median(times["a"]), statistics.median(times["b"])
         add_row(
             name,
-            created,
-            b,
+            statistics.median(created["b"]),
+            times["b"],
             load=(l0, load1()),
-            rss=rss_gib(),
-            note=f"Easel's settings in the same pairs: {ma * 1000:.0f} ms ({', '.join(f'{x * 1000:.0f}' for x in a)}); variant/Easel's {mb / ma:.3f}, per pair {', '.join(f'{r:.3f}' for r in ratios)}",
+            rss=rss["b"],
+            note=(
+                f"Easel's settings, interleaved: {ma * 1000:.0f} ms (runs {', '.join(f'{x * 1000:.0f}' for x in times['a'])}; "
+                f"created in {statistics.median(created['a']):.1f} s; RSS {rss['a']:.1f} GiB); variant runs "
+                f"{', '.join(f'{x * 1000:.0f}' for x in times['b'])}; **variant/Easel's {mb / ma:.3f}**"
+            ),
         )
-        other = None
-        release_memory()
 
 
 def fp32_references(model: Path, work: Path, inputs: Inputs):
@@ -793,13 +807,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, nargs="?", default=Path("/tmp/sd15-random"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/sd15-bench"))
-    parser.add_argument("--cases", default="cache,ort,int8,diffusers,sdcpp")
+    parser.add_argument("--cases", default="cache,ort,ab,int8,diffusers,sdcpp")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3, help="timed UNet steps after one warm-up")
     parser.add_argument("--e2e-runs", type=int, default=1)
     parser.add_argument("--images", default="1", help="comma-separated image counts for end to end, e.g. 1,2")
     parser.add_argument("--ort-only", default="", help="indices into the ort settings list, e.g. 0,2,8")
     parser.add_argument("--ab-only", default="", help="indices into the A/B list, e.g. 0,2")
+    parser.add_argument("--ab-cycles", type=int, default=2, help="A B cycles per A/B setting")
+    parser.add_argument("--ab-runs", type=int, default=2, help="timed steps per visit in the A/B case")
     parser.add_argument("--int8-only", default="", help="indices into the int8 list, e.g. 0,4")
     parser.add_argument("--no-int8-image", dest="int8_image", action="store_false", help="skip the 4-step picture per int8 UNet")
     parser.add_argument("--reference", default="ort intra2 inter1 (Easel's)")
