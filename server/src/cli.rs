@@ -1,5 +1,5 @@
 //! The command line: `easel serve`, `easel worker`, `easel generate`, `easel models
-//! list|pull`.
+//! list|pull|optimize|quantize`, `easel db copy`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,7 +13,7 @@ use crate::imaging::diffusion::preview::PreviewRate;
 use crate::imaging::diffusion::prompt::LongPrompts;
 use crate::imaging::registry::{ModelEntry, Registry};
 use crate::imaging::request::{self, ImageParams, Quality, SizeChoice, SizePolicy};
-use crate::imaging::{encode, hub, ImageEngine};
+use crate::imaging::{encode, hub, int8, ImageEngine};
 use crate::jobs::prepare::{prepare_edit, EditUpload};
 use crate::jobs::{CallerInfo, JobEvent, JobOrder, JobOrigin, JobService, JobSettings};
 use crate::store::{ImageBlob, JobState, Store, LOCAL_USER};
@@ -92,6 +92,22 @@ pub enum ModelsCommand {
     Optimize {
         /// The model's folder name.
         name: String,
+    },
+    /// Make an int8 UNet for a model (dynamic quantisation of its MatMul and Conv weights),
+    /// offered from then on as the model `<name>-int8`: faster on CPUs, pixels close to fp32's
+    /// but not equal. Then paint one picture with each and report step time and PSNR.
+    Quantize {
+        /// The model's folder name.
+        name: String,
+        /// Steps of the comparison picture.
+        #[arg(long, default_value_t = 4)]
+        steps: i64,
+        /// Only quantise; skip the comparison.
+        #[arg(long)]
+        no_compare: bool,
+        /// Print one JSON line instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -207,6 +223,15 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         } => optimize_model(&config, &name).await,
         Command::Models {
             command:
+                ModelsCommand::Quantize {
+                    name,
+                    steps,
+                    no_compare,
+                    json,
+                },
+        } => quantize_model(&config, &name, steps, !no_compare, json).await,
+        Command::Models {
+            command:
                 ModelsCommand::Pull {
                     repo,
                     revision,
@@ -283,6 +308,96 @@ async fn optimize_model(config: &Config, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `easel models quantize`: writes `unet_int8/`, then paints with both UNets.
+async fn quantize_model(
+    config: &Config,
+    name: &str,
+    steps: i64,
+    compare: bool,
+    json: bool,
+) -> Result<(), String> {
+    let name = hub::safe_folder_name(name).map_err(|e| e.to_string())?;
+    let dir = config.models_dir.join(name);
+    if let Some(problem) = ModelEntry::open(&dir).problem {
+        return Err(problem);
+    }
+    if !(1..=i64::from(request::MAX_STEPS)).contains(&steps) {
+        return Err(format!("--steps must be 1 to {}", request::MAX_STEPS));
+    }
+    let started = Instant::now();
+    let folder = dir.clone();
+    let summary = tokio::task::spawn_blocking(move || int8::quantize_model(&folder))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{name}: the UNet could not be quantised: {e}"))?;
+    let quantize_ms = ms(started);
+    let id = format!("{name}{}", int8::ID_SUFFIX);
+    let comparison = if compare {
+        let runtime =
+            crate::imaging::runtime::Runtime::load(&config.images).map_err(|e| e.to_string())?;
+        let folder = dir.clone();
+        let result =
+            tokio::task::spawn_blocking(move || int8::compare::compare(&folder, &runtime, steps))
+                .await
+                .map_err(|e| e.to_string())?;
+        Some(result.map_err(|e| format!("{id} was written but does not paint: {e}"))?)
+    } else {
+        None
+    };
+    if json {
+        let line = json!({
+            "model": id,
+            "matmuls": summary.matmuls,
+            "convs": summary.convs,
+            "float_bytes": summary.float_bytes,
+            "int8_bytes": summary.int8_bytes,
+            "quantize_ms": quantize_ms,
+            "comparison": comparison,
+        });
+        println!("{line}");
+        return Ok(());
+    }
+    println!(
+        "{name}: {} MatMul and {} Conv weights quantised ({} → {}) in {:.1} s; offered as model `{id}`.",
+        summary.matmuls,
+        summary.convs,
+        size_text(summary.float_bytes),
+        size_text(summary.int8_bytes),
+        quantize_ms / 1000.0
+    );
+    if let Some(c) = comparison {
+        println!(
+            "One {}x{} picture, {} steps, seed 0, each UNet:",
+            c.width, c.height, c.steps
+        );
+        println!("       ms per step   ms in all   vs fp32 (step)");
+        println!(
+            "fp32   {:>11.0}   {:>9.0}   1.00",
+            c.fp32.step_ms, c.fp32.total_ms
+        );
+        println!(
+            "int8   {:>11.0}   {:>9.0}   {:.2}",
+            c.int8.step_ms, c.int8.total_ms, c.step_ratio
+        );
+        match c.psnr_db {
+            Some(db) => println!(
+                "int8's picture against fp32's: PSNR {db:.1} dB, largest difference {}/255.",
+                c.max_diff_255
+            ),
+            None => println!("int8's picture equals fp32's."),
+        }
+    }
+    Ok(())
+}
+
+fn size_text(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.2} GB", b as f64 / 1e9),
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / 1e6),
+        b => format!("{:.1} KB", b as f64 / 1e3),
+    }
+}
+
 async fn copy_database(from: &str, to: &str) -> Result<(), String> {
     let started = Instant::now();
     let checks = crate::store::copy::copy(from, to)
@@ -329,15 +444,36 @@ fn list_models(config: &Config) {
     }
 }
 
+/// The folder `--model` names (an id under the models folder or a path), and whether it means
+/// the folder's int8 UNet (`<id>-int8` or `<path>-int8`, when no folder has that name).
+fn model_folder(config: &Config, model: &str) -> (PathBuf, bool) {
+    let folder = |name: &str| {
+        if Path::new(name).join("model_index.json").is_file() {
+            PathBuf::from(name)
+        } else {
+            config.models_dir.join(name)
+        }
+    };
+    let dir = folder(model);
+    if !dir.is_dir() {
+        if let Some(base) = model.strip_suffix(int8::ID_SUFFIX).map(folder) {
+            if int8::unet_of(&base).is_some() {
+                return (base, true);
+            }
+        }
+    }
+    (dir, false)
+}
+
 /// `easel generate`: the same image job every other caller submits, on an in-memory database
 /// (nothing to keep: the files are the result).
 async fn generate(config: &Config, args: GenerateArgs) -> Result<(), String> {
-    let dir = if Path::new(&args.model).join("model_index.json").is_file() {
-        PathBuf::from(&args.model)
+    let (dir, int8) = model_folder(config, &args.model);
+    let entry = if int8 {
+        ModelEntry::open_int8(&dir).ok_or("the model has no int8 UNet")?
     } else {
-        config.models_dir.join(&args.model)
+        ModelEntry::open(&dir)
     };
-    let entry = ModelEntry::open(&dir);
     if let Some(problem) = &entry.problem {
         return Err(problem.clone());
     }

@@ -124,17 +124,9 @@ fn models_optimize_saves_the_graphs_ahead_of_time() {
     );
     let cache = dir.path().join("cache");
     let run = |args: &[&str], cache: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+        common::process::cli(&models, dir.path())
             .args(args)
-            .env_clear()
-            .env("EASEL_MODELS_DIR", &models)
             .env("EASEL_GRAPH_CACHE", cache)
-            .env("EASEL_EXECUTION_PROVIDER", "cpu")
-            .env("ORT_DYLIB_PATH", common::ort_library())
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("e.db").display()),
-            )
             .output()
             .expect("easel runs")
     };

@@ -137,7 +137,7 @@ pub fn run(root: &Path, args: &[String]) -> Result {
     Ok(())
 }
 
-fn json_line(command: &mut Command) -> Result<serde_json::Value> {
+pub(crate) fn json_line(command: &mut Command) -> Result<serde_json::Value> {
     let output = command
         .output()
         .map_err(|e| format!("cannot start {command:?}: {e}"))?;

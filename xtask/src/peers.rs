@@ -1,7 +1,8 @@
 //! `cargo xtask bench --peers`: Easel against the engines people use, on a random-weight
 //! pipeline with Stable Diffusion 1.5's real architecture and sizes (UNet 860M parameters,
 //! 512x512): diffusers' PyTorch pipeline, ONNX Runtime under other settings, int8 UNets, and
-//! stable-diffusion.cpp when `stable-diffusion-cpp-python` is installed. Same weights, same
+//! stable-diffusion.cpp when `stable-diffusion-cpp-python` is installed; then Easel itself, fp32
+//! and with the int8 UNet `easel models quantize` makes. Same weights, same
 //! latents, same threads (2 unless `EASEL_ORT_THREADS` says otherwise), in one run.
 //!
 //! A benchmark, not a test: it needs a Python with torch, diffusers, transformers, onnx and
@@ -53,61 +54,63 @@ pub fn run(root: &Path) -> Result {
     let easel = root
         .join("target/release")
         .join(format!("easel{}", std::env::consts::EXE_SUFFIX));
-    let output = Command::new(&easel)
-        .current_dir(root)
-        .args(["generate", "--model"])
-        .arg(&model)
-        .args([
-            "--prompt",
-            PROMPT,
-            "--negative",
-            "",
-            "--size",
-            "512x512",
-            "--steps",
-            "4",
-        ])
-        .args([
-            "--sampler",
-            "euler",
-            "--schedule",
-            "discrete",
-            "--guidance",
-            "7.5",
-            "-n",
-            "1",
-        ])
-        .arg("--latents")
-        .arg(work.join("latents-1.npy"))
-        .args(["--repeat", "3", "--json", "--out"])
-        .arg(bench.join("peers-out"))
-        .env("ORT_DYLIB_PATH", &ort)
-        .env("EASEL_ORT_THREADS", &threads)
-        .env("EASEL_GRAPH_CACHE", bench.join("graph-cache"))
-        .output()
-        .map_err(|e| format!("cannot start {}: {e}", easel.display()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "easel generate failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .ok_or("no JSON line from easel generate")?;
-    let easel: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("bad JSON from easel: {e}"))?;
+    let run_easel = |args: &[&std::ffi::OsStr]| -> Result<serde_json::Value> {
+        crate::bench::json_line(
+            Command::new(&easel)
+                .current_dir(root)
+                .args(args)
+                .env("ORT_DYLIB_PATH", &ort)
+                .env("EASEL_ORT_THREADS", &threads)
+                .env("EASEL_MODELS_DIR", &bench)
+                .env("EASEL_GRAPH_CACHE", bench.join("graph-cache")),
+        )
+    };
+    let generate = |model: &Path, out: &str| {
+        let latents = work.join("latents-1.npy");
+        let out = bench.join(out);
+        let mut args: Vec<&std::ffi::OsStr> = ["generate", "--model"].map(AsRef::as_ref).to_vec();
+        args.push(model.as_os_str());
+        args.extend(
+            [
+                "--prompt",
+                PROMPT,
+                "--negative",
+                "",
+                "--size",
+                "512x512",
+                "--steps",
+                "4",
+                "--sampler",
+                "euler",
+                "--schedule",
+                "discrete",
+                "--guidance",
+                "7.5",
+                "-n",
+                "1",
+                "--latents",
+            ]
+            .map(AsRef::<std::ffi::OsStr>::as_ref),
+        );
+        args.push(latents.as_os_str());
+        args.extend(["--repeat", "3", "--json", "--out"].map(AsRef::<std::ffi::OsStr>::as_ref));
+        args.push(out.as_os_str());
+        run_easel(&args)
+    };
+    let easel_fp32 = generate(&model, "peers-out")?;
+    // The opt-in int8 UNet: quantised by Easel itself, which also paints one picture with each
+    // UNet from the same seed and reports the PSNR between them.
+    let quantized = run_easel(&["models", "quantize", "sd15-random", "--json"].map(AsRef::as_ref))?;
+    let easel_int8 = generate(&bench.join("sd15-random-int8"), "peers-out-int8")?;
     let rows: Vec<serde_json::Value> = serde_json::from_str(
         &std::fs::read_to_string(&peers_json)
             .map_err(|e| format!("{}: {e}", peers_json.display()))?,
     )
     .map_err(|e| format!("{}: {e}", peers_json.display()))?;
 
-    let easel_step = easel["mean"]["denoise_ms"].as_f64().unwrap_or(f64::NAN) / 4.0;
-    let easel_total = easel["mean"]["total_ms"].as_f64().unwrap_or(f64::NAN);
+    let step =
+        |run: &serde_json::Value| run["mean"]["denoise_ms"].as_f64().unwrap_or(f64::NAN) / 4.0;
+    let total = |run: &serde_json::Value| run["mean"]["total_ms"].as_f64().unwrap_or(f64::NAN);
     let diffusers = rows.iter().find(|r| {
         r["case"]
             .as_str()
@@ -145,7 +148,19 @@ pub fn run(root: &Path) -> Result {
             ratio(total, reference_total)
         );
     };
-    row("**Easel** (`easel generate`)", easel_step, easel_total);
+    row(
+        "**Easel** (`easel generate`)",
+        step(&easel_fp32),
+        total(&easel_fp32),
+    );
+    let psnr = quantized["comparison"]["psnr_db"]
+        .as_f64()
+        .map_or("-".into(), |db| format!("{db:.1} dB"));
+    row(
+        &format!("**Easel int8** (`easel models quantize`; picture PSNR vs fp32 {psnr})"),
+        step(&easel_int8),
+        total(&easel_int8),
+    );
     for r in &rows {
         row(
             r["case"].as_str().unwrap_or("?"),

@@ -12,6 +12,7 @@ pub mod edit;
 pub mod encode;
 pub mod graph_cache;
 pub mod hub;
+pub mod int8;
 pub mod presets;
 pub mod registry;
 pub mod remote;
@@ -349,10 +350,13 @@ impl ImageEngine {
         }
         {
             let local = self.read();
+            // An int8 variant is an opt-in trade of pixels for speed: never the default
+            // unless configured by name.
             let first = local
                 .registry
                 .usable()
-                .find(|m| local.can_paint(m))
+                .filter(|m| local.can_paint(m))
+                .min_by_key(|m| m.int8)
                 .map(|m| m.id.clone());
             if first.is_some() {
                 return first;

@@ -32,6 +32,9 @@ pub struct ModelEntry {
     /// Whether sampler, steps, guidance and seed mean anything to whoever paints the model
     /// (false for OpenAI-kind remote models, so they are not offered).
     pub tunable: bool,
+    /// Whether this entry paints with the folder's int8 UNet (`unet_int8/`, see `int8`): the
+    /// same folder offered a second time under `<id>-int8`.
+    pub int8: bool,
     loaded: Mutex<Option<Result<Arc<LoadedModel>, String>>>,
     /// The tokenizer alone, for reading prompts before any session loads (token counts).
     prompt_tokenizer: OnceLock<Option<Arc<ClipTokenizer>>>,
@@ -78,10 +81,34 @@ impl ModelEntry {
                     problem: Some(problem),
                     remote: None,
                     tunable: true,
+                    int8: false,
                     loaded: Mutex::new(None),
                     prompt_tokenizer: OnceLock::new(),
                 }
             }
+        }
+    }
+
+    /// The int8 variant of a model folder that has `unet_int8/` (`easel models quantize`);
+    /// `None` without one, or when the folder is unusable (its fp32 entry says why).
+    pub fn open_int8(dir: &Path) -> Option<ModelEntry> {
+        super::int8::unet_of(dir)?;
+        let mut entry = Self::open(dir);
+        if entry.problem.is_some() {
+            return None;
+        }
+        entry.id.push_str(super::int8::ID_SUFFIX);
+        entry.presets.display_name = format!("{} (int8)", entry.presets.display_name);
+        entry.int8 = true;
+        Some(entry)
+    }
+
+    /// The folder of the UNet this entry paints with.
+    fn unet_folder(&self) -> &'static str {
+        if self.int8 {
+            super::int8::FOLDER
+        } else {
+            "unet"
         }
     }
 
@@ -193,6 +220,7 @@ impl ModelEntry {
             problem: None,
             remote: None,
             tunable: true,
+            int8: false,
             loaded: Mutex::new(None),
             prompt_tokenizer: OnceLock::new(),
         })
@@ -284,7 +312,7 @@ impl ModelEntry {
                 }
             }
         }
-        let unet = onnx("unet")?;
+        let unet = onnx(self.unet_folder())?;
         for input in ["sample", "timestep", "encoder_hidden_states"] {
             unet.require_input(input)?;
         }
@@ -348,6 +376,7 @@ impl ModelEntry {
             problem: None,
             remote: None,
             tunable: described.tunable,
+            int8: false,
             loaded: Mutex::new(Some(Err(
                 "this model is painted by another Easel process".into()
             ))),
@@ -382,6 +411,7 @@ impl ModelEntry {
             problem: None,
             tunable: config.kind == RemoteKind::Easel,
             remote: Some(config.clone()),
+            int8: false,
             loaded: Mutex::new(Some(Err(
                 "this model is painted by a remote images API".into()
             ))),
@@ -439,6 +469,14 @@ pub struct ModelInfo {
     pub error: Option<String>,
 }
 
+/// A folder's entry, and its int8 variant when it has one.
+fn with_int8(dir: &Path) -> Vec<Arc<ModelEntry>> {
+    std::iter::once(ModelEntry::open(dir))
+        .chain(ModelEntry::open_int8(dir))
+        .map(Arc::new)
+        .collect()
+}
+
 /// All model folders, sorted by id.
 pub struct Registry {
     pub dir: PathBuf,
@@ -450,10 +488,7 @@ impl Registry {
     pub fn of_folders(dir: &Path, folders: &[PathBuf]) -> Registry {
         Registry {
             dir: dir.to_path_buf(),
-            models: folders
-                .iter()
-                .map(|d| Arc::new(ModelEntry::open(d)))
-                .collect(),
+            models: folders.iter().flat_map(|d| with_int8(d)).collect(),
         }
     }
 
@@ -469,7 +504,7 @@ impl Registry {
                 let looks_like_model =
                     d.join("model_index.json").is_file() || d.join("unet").is_dir();
                 if looks_like_model {
-                    models.push(Arc::new(ModelEntry::open(&d)));
+                    models.extend(with_int8(&d));
                 } else {
                     tracing::debug!("skipping {} (no model_index.json)", d.display());
                 }

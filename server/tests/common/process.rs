@@ -22,6 +22,22 @@ pub fn slow_models(dir: &Path) -> PathBuf {
     models
 }
 
+/// The `easel` binary for a command-line run on `models`, with a clean environment (CPU,
+/// the test ONNX Runtime, a database under `data`); callers add what they test.
+pub fn cli(models: &Path, data: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_easel"));
+    command
+        .env_clear()
+        .env("EASEL_MODELS_DIR", models)
+        .env("EASEL_EXECUTION_PROVIDER", "cpu")
+        .env("ORT_DYLIB_PATH", super::ort_library())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", data.join("e.db").display()),
+        );
+    command
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
