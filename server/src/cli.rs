@@ -113,7 +113,8 @@ pub enum ModelsCommand {
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// A model id (folder name under EASEL_MODELS_DIR) or a path to a model folder.
+    /// A model id (folder name under EASEL_MODELS_DIR, or `<id>-int8` for its int8 UNet) or a
+    /// path to a model folder.
     #[arg(long)]
     pub model: String,
     #[arg(long)]
