@@ -359,8 +359,11 @@ async fn streaming_sends_partial_images_then_the_completed_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn studio_jobs_stream_progress_fill_the_gallery_and_go_to_chat() {
     let s = server().await;
+    // Enough steps that the subscriber, connecting right after the 202, sees them happen even
+    // on a busy machine: a late one replays only the newest progress, and the last step's
+    // carries no preview (the finished image follows).
     let (status, job) = s
-        .send("POST", "/api/studio/generations", json!({"prompt": "a lighthouse", "n": 2, "size": "96x64", "steps": 4, "seed": 21, "style": "anime", "preview": "faster"}))
+        .send("POST", "/api/studio/generations", json!({"prompt": "a lighthouse", "n": 2, "size": "96x64", "steps": 24, "seed": 21, "style": "anime", "preview": "faster"}))
         .await;
     assert_eq!(status, 202, "{job}");
     let events = read_events(
