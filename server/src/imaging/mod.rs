@@ -362,7 +362,12 @@ impl ImageEngine {
                 return first;
             }
         }
-        elsewhere.first().map(|m| m.id.clone())
+        // Descriptions from other processes carry ids only: an int8 variant is known by its
+        // suffix there.
+        elsewhere
+            .iter()
+            .min_by_key(|m| m.id.ends_with(int8::ID_SUFFIX))
+            .map(|m| m.id.clone())
     }
 
     /// A usable model by id, or the default one.
