@@ -114,20 +114,22 @@ def load1() -> float:
     return os.getloadavg()[0]
 
 
-def rss_gib() -> float:
+def status_gib(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (kB there), in GiB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 2**20
     return float("nan")
+
+
+def rss_gib() -> float:
+    return status_gib("VmRSS")
 
 
 def hwm_gib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
+    """Peak resident memory."""
+    return status_gib("VmHWM")
 
 
 def psnr(got: np.ndarray, want: np.ndarray, peak: float | None = None) -> float:

@@ -346,52 +346,32 @@ def export(module, args, path: Path, input_names, output_names, dynamic_axes, la
     log(f"exported {path} in {time.time() - started:.0f} s")
 
 
-class UNetForExport:
-    """`unet(sample, timestep, encoder_hidden_states)` returning the tensor, not a dataclass."""
+def for_export(name: str, module, forward):
+    """`module` as a torch Module whose forward is `forward(module, *inputs)`, returning plain
+    tensors (diffusers and transformers return dataclasses). The module is kept under the
+    attribute `name`, which prefixes the exported weights' names (`unet.conv_in.weight`)."""
+    import torch
 
-    def __new__(cls, unet):
-        import torch
+    class Wrapper(torch.nn.Module):
+        def forward(self, *inputs):
+            return forward(getattr(self, name), *inputs)
 
-        class Wrapper(torch.nn.Module):
-            def __init__(self, unet):
-                super().__init__()
-                self.unet = unet
-
-            def forward(self, sample, timestep, encoder_hidden_states):
-                return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
-
-        return Wrapper(unet)
+    wrapper = Wrapper()
+    setattr(wrapper, name, module)  # registers the submodule
+    return wrapper
 
 
-class VaeDecoderForExport:
-    def __new__(cls, vae):
-        import torch
-
-        class Wrapper(torch.nn.Module):
-            def __init__(self, vae):
-                super().__init__()
-                self.vae = vae
-
-            def forward(self, latent_sample):
-                return self.vae.decode(latent_sample, return_dict=False)[0]
-
-        return Wrapper(vae)
+def unet_out(unet, sample, timestep, encoder_hidden_states):
+    return unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
 
 
-class TextEncoderForExport:
-    def __new__(cls, text_encoder):
-        import torch
+def vae_decoded(vae, latent_sample):
+    return vae.decode(latent_sample, return_dict=False)[0]
 
-        class Wrapper(torch.nn.Module):
-            def __init__(self, text_encoder):
-                super().__init__()
-                self.text_encoder = text_encoder
 
-            def forward(self, input_ids):
-                out = self.text_encoder(input_ids.long(), return_dict=True)
-                return out.last_hidden_state, out.pooler_output
-
-        return Wrapper(text_encoder)
+def text_encoded(text_encoder, input_ids):
+    out = text_encoder(input_ids.long(), return_dict=True)
+    return out.last_hidden_state, out.pooler_output
 
 
 def write_onnx(out: Path, text_encoder, vae, unet) -> None:
@@ -402,7 +382,7 @@ def write_onnx(out: Path, text_encoder, vae, unet) -> None:
         path = out / "text_encoder" / "model.onnx"
         if not path.is_file():
             export(
-                TextEncoderForExport(text_encoder),
+                for_export("text_encoder", text_encoder, text_encoded),
                 (torch.from_numpy(ids),),
                 path,
                 ["input_ids"],
@@ -415,7 +395,7 @@ def write_onnx(out: Path, text_encoder, vae, unet) -> None:
         if not path.is_file():
             # A 32x32 latent is enough to trace; the axes are dynamic.
             export(
-                VaeDecoderForExport(vae),
+                for_export("vae", vae, vae_decoded),
                 (torch.from_numpy(latent[:, :, :32, :32].copy()),),
                 path,
                 ["latent_sample"],
@@ -428,7 +408,7 @@ def write_onnx(out: Path, text_encoder, vae, unet) -> None:
         if not path.is_file():
             hidden = torch.randn(2, SEQ, 768)
             export(
-                UNetForExport(unet),
+                for_export("unet", unet, unet_out),
                 (torch.from_numpy(sample[:, :, :32, :32].copy()), torch.from_numpy(timestep), hidden),
                 path,
                 ["sample", "timestep", "encoder_hidden_states"],

@@ -149,7 +149,7 @@ pub fn quantize_file(source: &Path, dest_dir: &Path) -> Result<Summary, Int8Erro
         new_nodes: Vec::new(),
         new_initializers: Vec::new(),
         activations: HashMap::new(),
-        quantised: HashMap::new(),
+        quantised_weights: HashMap::new(),
         summary: Summary::default(),
     };
     for node in &nodes {
@@ -267,16 +267,24 @@ fn check_opset(model: &Message<'_>) -> Result<(), Int8Error> {
     Err(Int8Error::Model("the graph names no ONNX opset".into()))
 }
 
-/// A quantised weight's three initializers.
+/// The three names of a quantised tensor: a weight's initializers, or an activation's
+/// outputs from one `DynamicQuantizeLinear`.
 #[derive(Clone)]
-struct QuantisedWeight {
+struct Quantised {
     values: String,
     scale: String,
     zero_point: String,
 }
 
-/// A quantised activation's three outputs (from one `DynamicQuantizeLinear`).
-type QuantisedActivation = QuantisedWeight;
+impl Quantised {
+    fn named(prefix: &str) -> Quantised {
+        Quantised {
+            values: format!("{prefix}/values"),
+            scale: format!("{prefix}/scale"),
+            zero_point: format!("{prefix}/zero_point"),
+        }
+    }
+}
 
 struct Rewrite<'g, 'w> {
     source_dir: &'g Path,
@@ -285,8 +293,8 @@ struct Rewrite<'g, 'w> {
     new_nodes: Vec<Vec<u8>>,
     new_initializers: Vec<Message<'static>>,
     /// Activations already quantised: Q, K and V projections read the same one.
-    activations: HashMap<String, QuantisedActivation>,
-    quantised: HashMap<String, QuantisedWeight>,
+    activations: HashMap<String, Quantised>,
+    quantised_weights: HashMap<String, Quantised>,
     summary: Summary,
 }
 
@@ -313,7 +321,7 @@ impl Rewrite<'_, '_> {
         let prefix = format!("easel_int8/{output}");
         match (op, &inputs[..]) {
             ("MatMul", [a, w]) if computed(a) && float_weight(w, 2..=2).is_some() => {
-                let x = self.activation(a)?;
+                let x = self.activation(a);
                 let w = self.weight(w)?;
                 let int = format!("{prefix}/int32");
                 self.emit(
@@ -327,7 +335,8 @@ impl Rewrite<'_, '_> {
                 Ok(true)
             }
             ("Conv", [x, w, rest @ ..]) if computed(x) && float_weight(w, 3..=5).is_some() => {
-                let channels = initializers[*w].dims()?[0];
+                let dims = initializers[*w].dims()?;
+                let (channels, rank) = (dims[0], dims.len());
                 let bias = match rest {
                     [] | [""] => None,
                     [b] => match float_weight(b, 1..=1) {
@@ -337,8 +346,7 @@ impl Rewrite<'_, '_> {
                     },
                     _ => return Ok(false),
                 };
-                let rank = initializers[*w].dims()?.len();
-                let xq = self.activation(x)?;
+                let xq = self.activation(x);
                 let wq = self.weight(w)?;
                 let int = format!("{prefix}/int32");
                 let attributes = node.bytes(NODE_ATTRIBUTE).map(<[u8]>::to_vec).collect();
@@ -371,14 +379,7 @@ impl Rewrite<'_, '_> {
     }
 
     /// int32 → float, times the product of the two scales.
-    fn rescale(
-        &mut self,
-        int: &str,
-        x: &QuantisedActivation,
-        w: &QuantisedWeight,
-        output: &str,
-        prefix: &str,
-    ) {
+    fn rescale(&mut self, int: &str, x: &Quantised, w: &Quantised, output: &str, prefix: &str) {
         let float = format!("{prefix}/float");
         let scale = format!("{prefix}/scale");
         let mut to = Message::default();
@@ -390,16 +391,12 @@ impl Rewrite<'_, '_> {
         self.emit("Mul", &[&float, &scale], output, Vec::new());
     }
 
-    fn activation(&mut self, name: &str) -> Result<QuantisedActivation, Int8Error> {
+    fn activation(&mut self, name: &str) -> Quantised {
         if let Some(q) = self.activations.get(name) {
-            return Ok(q.clone());
+            return q.clone();
         }
         let prefix = format!("easel_int8/{name}/dynamic");
-        let q = QuantisedActivation {
-            values: format!("{prefix}/values"),
-            scale: format!("{prefix}/scale"),
-            zero_point: format!("{prefix}/zero_point"),
-        };
+        let q = Quantised::named(&prefix);
         let mut node = Message::default();
         node.push_str(NODE_INPUT, name);
         for output in [&q.values, &q.scale, &q.zero_point] {
@@ -409,23 +406,18 @@ impl Rewrite<'_, '_> {
         node.push_str(NODE_OP, "DynamicQuantizeLinear");
         self.new_nodes.push(node.to_bytes());
         self.activations.insert(name.to_string(), q.clone());
-        Ok(q)
+        q
     }
 
-    fn weight(&mut self, name: &str) -> Result<QuantisedWeight, Int8Error> {
-        if let Some(q) = self.quantised.get(name) {
+    fn weight(&mut self, name: &str) -> Result<Quantised, Int8Error> {
+        if let Some(q) = self.quantised_weights.get(name) {
             return Ok(q.clone());
         }
         let tensor = &self.initializers[name];
         let dims = tensor.dims()?;
         let floats = tensor.floats(self.source_dir)?;
         let (values, scale, zero_point) = quantise_u8(&floats);
-        let prefix = format!("easel_int8/{name}");
-        let q = QuantisedWeight {
-            values: format!("{prefix}/values"),
-            scale: format!("{prefix}/scale"),
-            zero_point: format!("{prefix}/zero_point"),
-        };
+        let q = Quantised::named(&format!("easel_int8/{name}"));
         let tensors = [
             self.weights.tensor(&q.values, &dims, UINT8, &values)?,
             self.weights
@@ -436,7 +428,7 @@ impl Rewrite<'_, '_> {
         self.new_initializers.extend(tensors);
         self.summary.float_bytes += floats.len() as u64 * 4;
         self.summary.int8_bytes += values.len() as u64;
-        self.quantised.insert(name.to_string(), q.clone());
+        self.quantised_weights.insert(name.to_string(), q.clone());
         Ok(q)
     }
 
