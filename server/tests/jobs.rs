@@ -5,6 +5,7 @@
 //! - The queue is fair: with one owner holding five jobs, another owner's job starts second.
 //! - The queue is bounded: a full queue answers 429 with `Retry-After` (OpenAI's shape on
 //!   `/v1`) and a clear tool error in chat; tool calls per LLM round are capped.
+//! - A cancel recorded the moment a worker claims a job still stops it.
 
 mod common;
 
@@ -15,6 +16,7 @@ use base64::Engine as _;
 use common::{data_of, Reply, ScriptedLlm, Setup};
 use easel::imaging::request::{self, ImageParams, SizeChoice, SizePolicy};
 use easel::jobs::{CallerInfo, JobEvent, JobOrder, JobOrigin};
+use easel::store::JobState;
 use serde_json::{json, Value};
 
 fn b64(text: &str) -> Vec<u8> {
@@ -392,4 +394,54 @@ async fn tool_calls_beyond_the_per_round_limit_are_answered_with_an_error() {
         .filter(|m| m["role"] == "tool")
         .count();
     assert_eq!(tool_messages, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_recorded_as_a_worker_claims_the_job_stops_it() {
+    // On PostgreSQL a cancel for a job another node paints is a mark on its row plus a
+    // notification. One that lands between the claim and the moment the job listens finds
+    // no one to notify; the worker must read the mark. A trigger makes that moment certain:
+    // the claim itself marks the row, and nothing notifies. A long lease keeps the heartbeat
+    // (the slow safety net, every sixth of it) out of the picture.
+    let s = Setup {
+        lease_timeout: Some(600),
+        ..Setup::default().models()
+    }
+    .start()
+    .await;
+    let trigger = if common::postgres_server().is_some() {
+        "CREATE FUNCTION cancel_at_claim() RETURNS trigger AS $$
+         BEGIN NEW.cancel_requested := 1; RETURN NEW; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER cancel_at_claim BEFORE UPDATE ON image_jobs FOR EACH ROW
+         WHEN (OLD.state = 'queued' AND NEW.state = 'running') EXECUTE FUNCTION cancel_at_claim();"
+    } else {
+        "CREATE TRIGGER cancel_at_claim AFTER UPDATE OF state ON image_jobs
+         WHEN OLD.state = 'queued' AND NEW.state = 'running'
+         BEGIN UPDATE image_jobs SET cancel_requested = 1 WHERE id = NEW.id; END;"
+    };
+    sqlx::raw_sql(trigger)
+        .execute(s.state.store.pool())
+        .await
+        .unwrap();
+    // Four images of 150 steps: it finishes unless something stops it.
+    let mut job = order(&s, "local", 1, 150);
+    job.request.n = 4;
+    let submitted = s.state.jobs.submit(job).await.unwrap();
+    let live = s
+        .state
+        .jobs
+        .job("local", &submitted.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(120), s.state.jobs.wait(&live))
+        .await
+        .expect("the job ends");
+    assert_eq!(end.state, JobState::Cancelled, "{end:?}");
+    let (images,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM images WHERE job_id = $1")
+        .bind(&submitted.id)
+        .fetch_one(s.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(images, 0, "stopped before its first image");
 }

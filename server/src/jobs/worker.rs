@@ -158,8 +158,18 @@ async fn run(service: &JobService, live: &Arc<LiveJob>) {
     let inner = &service.inner;
     let started = Instant::now();
     let topic = Topic::Job(live.id.clone());
-    // A cancel asked on any node reaches this token.
+    // A cancel asked on any node reaches this token from now on; one asked since the claim,
+    // when no token was listening, is in the database. A canceller marks the row before it
+    // notifies, so each cancel is either read here or delivered to the token.
     inner.cluster.on_cancel(&topic, live.cancel.clone());
+    if inner
+        .store
+        .job_cancel_requested(&live.id)
+        .await
+        .unwrap_or(false)
+    {
+        live.cancel.cancel();
+    }
     inner.cluster.set_current_job(Some(&live.id));
     publish(inner, &live.id, JobEvent::Started).await;
     let outcome = paint(service, live).await;

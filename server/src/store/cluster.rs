@@ -252,6 +252,18 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Whether someone asked to stop this running job. Its worker reads it once it listens for
+    /// cancels: one asked between the claim and then found no one to tell.
+    pub async fn job_cancel_requested(&self, job: &str) -> Result<bool> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT cancel_requested FROM image_jobs WHERE id = $1 AND state = 'running'",
+        )
+        .bind(job)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some_and(|(flag,)| flag != 0))
+    }
+
     /// Runs and jobs of `node` someone asked to cancel (a safety net under notifications).
     pub async fn cancels_for(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
         let runs: Vec<(String,)> = sqlx::query_as(

@@ -177,6 +177,9 @@ pub struct Setup {
     pub auth: &'static str,
     /// The LLM provider's `tool_choice` setting (`EASEL_LLM_TOOL_CHOICE`), when not the default.
     pub tool_choice: Option<&'static str>,
+    /// `EASEL_LEASE_TIMEOUT` in seconds, when not the default (PostgreSQL: the heartbeat, the
+    /// safety net under cancel notifications, beats every sixth of it).
+    pub lease_timeout: Option<u32>,
 }
 
 impl Default for Setup {
@@ -190,6 +193,7 @@ impl Default for Setup {
             paints: true,
             auth: "none",
             tool_choice: None,
+            lease_timeout: None,
         }
     }
 }
@@ -239,6 +243,9 @@ impl Setup {
         }
         if let Some(tool_choice) = self.tool_choice {
             env.insert("EASEL_LLM_TOOL_CHOICE".into(), tool_choice.into());
+        }
+        if let Some(seconds) = self.lease_timeout {
+            env.insert("EASEL_LEASE_TIMEOUT".into(), seconds.to_string());
         }
         let mut config = Config::load(&env).expect("valid test config");
         if self.models.is_some() {
