@@ -138,6 +138,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
 /// Starts the background work that should not delay start-up.
 pub fn warm_up(state: &AppState) {
     state.jobs.engine().preload_default();
+    state.jobs.engine().watch_folder();
     state.providers.discover_models();
 }
 
@@ -259,6 +260,7 @@ pub async fn work(config: Config) -> Result<(), StartError> {
         engine.health().execution_provider
     );
     engine.preload_default();
+    engine.watch_folder();
     shutdown_signal().await;
     // A job handed back starts again elsewhere from its seed: same pixels.
     jobs.shutdown(SHUTDOWN_DEADLINE).await;

@@ -3,6 +3,8 @@
 //! fp32 one as `<id>-int8` (never the default), paints pictures close to fp32's but not equal,
 //! and the command reports step times and PSNR side by side. The rewrite keeps every other
 //! field of the file, reads weights inline or external, and refuses what it cannot quantise.
+//! A running server offers the int8 model (and any model copied in) without a restart, and
+//! withdraws a removed one.
 
 mod common;
 
@@ -282,4 +284,82 @@ fn the_rewrite_keeps_the_rest_of_the_file_and_reads_every_export() {
         std::fs::write(&broken, bytes).unwrap();
         assert!(int8::quantize_file(&broken, &fp16).is_err());
     }
+}
+
+/// The image model ids a server offers, and its default.
+async fn offered(easel: &common::process::Easel) -> (Vec<String>, String) {
+    let models = common::process::get(&common::process::client(), easel.url("/api/models")).await;
+    let ids = models["image"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    (
+        ids,
+        models["default_image_model"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )
+}
+
+/// Waits until the server offers exactly `ids` (the folder is looked at every two seconds).
+async fn wait_for_offer(easel: &common::process::Easel, ids: &[&str]) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let (now, default) = offered(easel).await;
+        if now == ids {
+            return default;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "still offered {now:?}, not {ids:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_offers_models_as_the_folder_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    common::process::copy_dir(
+        &common::test_models_dir().join("tiny-sd"),
+        &models.join("tiny-sd"),
+    );
+    let database = common::TestDatabase::new(dir.path(), "easel");
+    let easel = common::process::Easel::serve(&database.url, &models, None, &[]).await;
+    assert_eq!(wait_for_offer(&easel, &["tiny-sd"]).await, "tiny-sd");
+
+    // Quantised beside the running server: offered, not the default.
+    let out = common::process::cli(&models, dir.path())
+        .args(["models", "quantize", "tiny-sd", "--no-compare"])
+        .env("EASEL_GRAPH_CACHE", "off")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let default = wait_for_offer(&easel, &["tiny-sd", "tiny-sd-int8"]).await;
+    assert_eq!(default, "tiny-sd");
+    let http = common::process::client();
+    let painted = common::process::post(
+        &http,
+        easel.url("/v1/images/generations"),
+        serde_json::json!({"prompt": "a lighthouse", "model": "tiny-sd-int8", "size": "64x64"}),
+    )
+    .await;
+    assert_eq!(common::process::b64_images(&painted).len(), 1, "{painted}");
+
+    // A model copied in (the way people add one by hand) is offered; removed, it goes.
+    common::process::copy_dir(
+        &common::test_models_dir().join("tiny-lcm"),
+        &models.join("tiny-lcm"),
+    );
+    wait_for_offer(&easel, &["tiny-lcm", "tiny-sd", "tiny-sd-int8"]).await;
+    std::fs::remove_dir_all(models.join("tiny-lcm")).unwrap();
+    wait_for_offer(&easel, &["tiny-sd", "tiny-sd-int8"]).await;
 }

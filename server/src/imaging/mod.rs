@@ -18,9 +18,10 @@ pub mod registry;
 pub mod remote;
 pub mod request;
 pub mod runtime;
+pub mod watch;
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use image::RgbImage;
 use tokio::sync::mpsc;
@@ -120,6 +121,14 @@ struct Inner {
     elsewhere: RwLock<Vec<Arc<ModelEntry>>>,
     /// "Get a model": the one download this process may run, and its progress.
     downloads: download::Downloads,
+    /// The models folder as the last scan saw it (see `watch`).
+    stamp: Mutex<watch::FolderStamp>,
+    /// Held through a scan: a download's scan and the watcher's never interleave, so an older
+    /// view of the folder cannot replace a newer one.
+    scanning: Mutex<()>,
+    /// Counts the scans since start, so whoever describes this process's models to others
+    /// can tell them again.
+    scans: tokio::sync::watch::Sender<u64>,
 }
 
 struct Local {
@@ -148,7 +157,11 @@ impl ImageEngine {
         settings: &ImageSettings,
         default_model: Option<&str>,
     ) -> ImageEngine {
-        Self::with_registry(Registry::scan(models_dir), settings, default_model)
+        // Stamped before the scan: a change during it shows at the next look.
+        let stamp = watch::FolderStamp::of(models_dir);
+        let engine = Self::with_registry(Registry::scan(models_dir), settings, default_model);
+        *engine.stamp() = stamp;
+        engine
     }
 
     /// An engine over given model folders (the command line names a folder directly).
@@ -168,27 +181,68 @@ impl ImageEngine {
                 default_model,
                 elsewhere: RwLock::default(),
                 downloads: download::Downloads::default(),
+                stamp: Mutex::default(),
+                scanning: Mutex::default(),
+                scans: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
 
-    /// Scans the models folder again: new folders become models, changed ones are opened
-    /// again, unchanged ones keep their loaded sessions; the runtime loads if it was not.
-    pub fn rescan(&self) {
+    fn stamp(&self) -> std::sync::MutexGuard<'_, watch::FolderStamp> {
+        self.inner.stamp.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the models on offer in step with the models folder while the process runs
+    /// (`serve` and `worker`; see `watch`).
+    pub fn watch_folder(&self) {
+        watch::spawn(self);
+    }
+
+    /// Changes with every scan of the models folder after start.
+    pub fn scans(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.scans.subscribe()
+    }
+
+    /// The models folder as it looks now, when that differs from what the last scan saw.
+    fn folder_stamp_if_changed(&self) -> Option<watch::FolderStamp> {
         let dir = self.read().registry.dir.clone();
+        let now = watch::FolderStamp::of(&dir);
+        (now != *self.stamp()).then_some(now)
+    }
+
+    /// Scans the models folder again: new folders become models, gone ones go, changed ones
+    /// are opened again, unchanged ones keep their loaded sessions (a job painting with a
+    /// replaced model finishes with the sessions it has); the runtime loads if it was not.
+    pub fn rescan(&self) {
+        let _scanning = self
+            .inner
+            .scanning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let dir = self.read().registry.dir.clone();
+        let stamp = watch::FolderStamp::of(&dir);
         let mut registry = Registry::scan(&dir);
         let previous = self.read();
         let runtime = previous.runtime.clone().ok();
-        for entry in &mut registry.models {
-            if let Some(old) = previous.registry.find(&entry.id) {
-                if old.dir == entry.dir && old.problem.is_none() && entry.problem.is_none() {
-                    *entry = old;
+        {
+            let seen = self.stamp();
+            for entry in &mut registry.models {
+                if let Some(old) = previous.registry.find(&entry.id) {
+                    if old.dir == entry.dir
+                        && old.problem.is_none()
+                        && entry.problem.is_none()
+                        && seen.same_for(&stamp, &old, &dir)
+                    {
+                        *entry = old;
+                    }
                 }
             }
         }
         drop(previous);
         let local = Self::open(registry, &self.inner.settings, runtime);
         *self.inner.local.write().unwrap_or_else(|p| p.into_inner()) = local;
+        *self.stamp() = stamp;
+        self.inner.scans.send_modify(|n| *n += 1);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Local> {

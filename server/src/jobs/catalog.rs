@@ -33,10 +33,11 @@ pub(super) async fn advertise(service: &JobService) {
 
 /// Keeps the engine's list of models painted elsewhere current, until the service stops: read
 /// again every few seconds (nodes that stop heartbeating drop out) and whenever a node
-/// announces itself.
+/// announces itself. When this process's models folder changes, the others are told again.
 pub(super) async fn follow(service: JobService) {
     let inner = &service.inner;
     let mut announced = inner.cluster.work_signal();
+    let mut scans = inner.engine.scans();
     loop {
         match inner.cluster.live_nodes().await {
             Ok(nodes) => {
@@ -55,6 +56,10 @@ pub(super) async fn follow(service: JobService) {
             _ = tokio::time::sleep(REFRESH_EVERY) => {}
             changed = announced.changed() => if changed.is_err() {
                 tokio::time::sleep(REFRESH_EVERY).await;
+            },
+            changed = scans.changed() => match changed {
+                Ok(()) => advertise(&service).await,
+                Err(_) => tokio::time::sleep(REFRESH_EVERY).await,
             },
             _ = inner.stopping.cancelled() => return,
         }
