@@ -176,6 +176,32 @@ fn models_quantize_offers_an_int8_model_that_paints_close_to_fp32() {
     assert_ne!(fp32, quantised, "the int8 entry paints with the int8 UNet");
     assert!(psnr(&fp32, &quantised) > 25.0);
 
+    // The two entries load the folder's encoders and decoders once, also when the int8 one
+    // appears while the fp32 one is loaded (a scan after `models quantize`).
+    let runtime = engine.runtime().unwrap();
+    let loaded =
+        |engine: &ImageEngine, id: &str| engine.model(Some(id)).unwrap().load(&runtime).unwrap();
+    let (a, b) = (loaded(&engine, "tiny-sd"), loaded(&engine, "tiny-sd-int8"));
+    assert!(a.shares_parts_with(&b));
+    let later = dir.path().join("later");
+    common::process::copy_dir(
+        &common::test_models_dir().join("tiny-sd"),
+        &later.join("tiny-sd"),
+    );
+    let engine = ImageEngine::start(&later, &settings, None);
+    let a = loaded(&engine, "tiny-sd");
+    common::process::copy_dir(
+        &models.join("tiny-sd/unet_int8"),
+        &later.join("tiny-sd/unet_int8"),
+    );
+    engine.rescan();
+    let kept = loaded(&engine, "tiny-sd");
+    assert!(
+        std::sync::Arc::ptr_eq(&a, &kept),
+        "the fp32 entry kept its sessions"
+    );
+    assert!(a.shares_parts_with(&loaded(&engine, "tiny-sd-int8")));
+
     // Unusable inputs are refused with a reason, and nothing is half written.
     let out = run(&["models", "quantize", "nowhere"]);
     assert!(!out.status.success());

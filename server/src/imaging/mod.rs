@@ -238,6 +238,7 @@ impl ImageEngine {
                 }
             }
         }
+        registry.share_parts();
         drop(previous);
         let local = Self::open(registry, &self.inner.settings, runtime);
         *self.inner.local.write().unwrap_or_else(|p| p.into_inner()) = local;
