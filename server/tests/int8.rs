@@ -3,8 +3,8 @@
 //! fp32 one as `<id>-int8` (never the default), paints pictures close to fp32's but not equal,
 //! and the command reports step times and PSNR side by side. The rewrite keeps every other
 //! field of the file, reads weights inline or external, and refuses what it cannot quantise.
-//! A running server offers the int8 model (and any model copied in) without a restart, and
-//! withdraws a removed one.
+//! A running server offers the int8 model (and any model copied in) without a restart,
+//! withdraws a removed one, and applies presets edited by hand.
 
 mod common;
 
@@ -312,40 +312,6 @@ fn the_rewrite_keeps_the_rest_of_the_file_and_reads_every_export() {
     }
 }
 
-/// The image model ids a server offers, and its default.
-async fn offered(easel: &common::process::Easel) -> (Vec<String>, String) {
-    let models = common::process::get(&common::process::client(), easel.url("/api/models")).await;
-    let ids = models["image"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_string())
-        .collect();
-    (
-        ids,
-        models["default_image_model"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-    )
-}
-
-/// Waits until the server offers exactly `ids` (the folder is looked at every two seconds).
-async fn wait_for_offer(easel: &common::process::Easel, ids: &[&str]) -> String {
-    let started = std::time::Instant::now();
-    loop {
-        let (now, default) = offered(easel).await;
-        if now == ids {
-            return default;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "still offered {now:?}, not {ids:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_server_offers_models_as_the_folder_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -356,7 +322,7 @@ async fn a_running_server_offers_models_as_the_folder_changes() {
     );
     let database = common::TestDatabase::new(dir.path(), "easel");
     let easel = common::process::Easel::serve(&database.url, &models, None, &[]).await;
-    assert_eq!(wait_for_offer(&easel, &["tiny-sd"]).await, "tiny-sd");
+    assert_eq!(easel.wait_for_image_models(&["tiny-sd"]).await, "tiny-sd");
 
     // Quantised beside the running server: offered, not the default.
     let out = common::process::cli(&models, dir.path())
@@ -369,7 +335,9 @@ async fn a_running_server_offers_models_as_the_folder_changes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let default = wait_for_offer(&easel, &["tiny-sd", "tiny-sd-int8"]).await;
+    let default = easel
+        .wait_for_image_models(&["tiny-sd", "tiny-sd-int8"])
+        .await;
     assert_eq!(default, "tiny-sd");
     let http = common::process::client();
     let painted = common::process::post(
@@ -385,7 +353,36 @@ async fn a_running_server_offers_models_as_the_folder_changes() {
         &common::test_models_dir().join("tiny-lcm"),
         &models.join("tiny-lcm"),
     );
-    wait_for_offer(&easel, &["tiny-lcm", "tiny-sd", "tiny-sd-int8"]).await;
+    easel
+        .wait_for_image_models(&["tiny-lcm", "tiny-sd", "tiny-sd-int8"])
+        .await;
     std::fs::remove_dir_all(models.join("tiny-lcm")).unwrap();
-    wait_for_offer(&easel, &["tiny-sd", "tiny-sd-int8"]).await;
+    easel
+        .wait_for_image_models(&["tiny-sd", "tiny-sd-int8"])
+        .await;
+
+    // A model's presets edited by hand apply without a restart, to both of its entries.
+    std::fs::write(
+        models.join("tiny-sd/easel.toml"),
+        "default_size = \"128x128\"\nallowed_sizes = [\"64x64\", \"128x128\"]\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let listed = common::process::get(&http, easel.url("/api/models")).await;
+        let sizes: Vec<&str> = listed["image"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["default_size"].as_str().unwrap())
+            .collect();
+        if sizes == ["128x128", "128x128"] {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{listed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -10,7 +10,9 @@
 //! - a cancel asked on B stops a job painted elsewhere and followed on A;
 //! - kill -9 the node driving a reply: B's stream ends with `interrupted` and the reply keeps
 //!   the images its job goes on to make;
-//! - SIGTERM a worker mid-job: it hands the job back and another finishes it.
+//! - SIGTERM a worker mid-job: it hands the job back and another finishes it;
+//! - a model copied into (or removed from) the workers' folder is offered (or withdrawn) by
+//!   the web nodes without a restart.
 
 mod common;
 
@@ -395,5 +397,15 @@ async fn web_nodes_and_workers_share_replies_jobs_and_failures() {
     )
     .await;
     assert_eq!(events.last().unwrap().event, "run.finished", "{events:?}");
+
+    // A model copied into the workers' folder reaches the web nodes within seconds (each
+    // worker scans its folder again and advertises anew); removed, it goes.
+    common::process::copy_dir(
+        &common::test_models_dir().join("tiny-lcm"),
+        &models.join("tiny-lcm"),
+    );
+    b.wait_for_image_models(&["tiny-lcm", "tiny-sd"]).await;
+    std::fs::remove_dir_all(models.join("tiny-lcm")).unwrap();
+    b.wait_for_image_models(&["tiny-sd"]).await;
     drop(survivor);
 }

@@ -206,6 +206,33 @@ impl Easel {
         }
     }
 
+    /// Waits until this node offers exactly the image models `ids` (sorted), as a models folder
+    /// change reaches it (a server looks at its folder every two seconds; other nodes learn of
+    /// a worker's change when it advertises again); returns the default image model.
+    pub async fn wait_for_image_models(&self, ids: &[&str]) -> String {
+        let client = client();
+        let started = Instant::now();
+        loop {
+            let models = get(&client, self.url("/api/models")).await;
+            let offered: Vec<&str> = models["image"]
+                .as_array()
+                .map(|list| list.iter().filter_map(|m| m["id"].as_str()).collect())
+                .unwrap_or_default();
+            if offered == ids {
+                return models["default_image_model"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} still offers {offered:?}, not {ids:?}",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A new conversation with Image creation on; its id.
     pub async fn painting_conversation(&self, client: &reqwest::Client) -> String {
         let created = post(
