@@ -793,8 +793,20 @@ export const tests = [
       await generate(page, 1);
       const [image] = await waitForGallery(api, t, 1);
 
-      await studio.results(page).locator('.result-actions').getByRole('button', { name: 'Send to chat', exact: true }).click();
+      // A prompt edited just before leaving leaves its token check pending (it waits 300 ms
+      // for the typing to stop): it must not touch the Studio's values once they are gone (the
+      // runner fails a test whose page throws). Typed and clicked inside the page, so the
+      // click comes well within those 300 ms.
+      const box = await studio.promptBox(page).elementHandle();
+      const send = await studio.results(page).locator('.result-actions').getByRole('button', { name: 'Send to chat', exact: true }).elementHandle();
+      await page.evaluate(async ([box, send]) => {
+        box.value += ' and a cat';
+        box.dispatchEvent(new Event('input', { bubbles: true }));
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        send.click();
+      }, [box, send]);
       await page.waitForURL(/\/c\/[^/]+$/, { timeout: 10_000 });
+      await page.waitForTimeout(500); // past the pending check
       const id = page.url().split('/c/')[1];
       const thumb = ui.assistantArticles(page).last().locator('figure.image-tile:not(.placeholder) img');
       await thumb.waitFor();

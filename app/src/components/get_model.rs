@@ -59,7 +59,8 @@ pub fn GetModel() -> impl IntoView {
             if still {
                 set_timeout(
                     move || {
-                        if let Some(again) = poll.get_value() {
+                        // Gone with its page meanwhile: nothing to follow.
+                        if let Some(again) = poll.try_get_value().flatten() {
                             again();
                         }
                     },

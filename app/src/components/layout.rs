@@ -186,7 +186,8 @@ fn ConversationItem(conversation: Conversation) -> impl IntoView {
                     match client::call("DELETE", &format!("/api/conversations/{id}")).await {
                         Ok(()) => {
                             app.refresh_conversations();
-                            if current.get_untracked() {
+                            // Its sidebar entry may be gone by now; then so is the question.
+                            if current.try_get_untracked().unwrap_or(false) {
                                 navigate("/", Default::default());
                             }
                             toasts.info("Conversation deleted");

@@ -62,8 +62,9 @@ impl Credits {
             let answer = client::send::<_, CreditQuote>("POST", "/api/studio/quote", &body)
                 .await
                 .ok();
-            if self.asked.get_value() == asked {
-                self.quote.set(answer);
+            // The page may have been left meanwhile (its values disposed).
+            if self.asked.try_get_value() == Some(asked) {
+                self.quote.try_set(answer);
             }
         });
     }

@@ -299,16 +299,18 @@ fn PromptWarning(state: StudioState) -> impl IntoView {
             prompt_check.set(None);
             return;
         }
+        // The page may be gone by the time these run (left for the chat, say): its values
+        // are then disposed, and a plain read would panic.
         set_timeout(
             move || {
-                if version.get_value() != mine {
+                if version.try_get_value() != Some(mine) {
                     return;
                 }
                 spawn_local(async move {
                     let answer =
                         client::send::<_, PromptCheck>("POST", "/api/studio/prompt", &body).await;
-                    if version.get_value() == mine {
-                        prompt_check.set(answer.ok());
+                    if version.try_get_value() == Some(mine) {
+                        prompt_check.try_set(answer.ok());
                     }
                 });
             },

@@ -111,15 +111,20 @@ impl StudioState {
         spawn_local(async move {
             match client::send::<_, StudioJob>("POST", "/api/studio/generations", &body).await {
                 Ok(started) => {
-                    self.job.set(Some(started.job_id.clone()));
+                    // Left the Studio while the job was being queued: it runs on, and shows
+                    // in the gallery; there is no page to follow it.
+                    if self.job.try_set(Some(started.job_id.clone())).is_some() {
+                        return;
+                    }
                     let handle = RunEvents::open_url(
                         &format!("/api/studio/jobs/{}/events", started.job_id),
                         move |name, data| self.apply_event(name, data),
                     );
-                    self.subscription.set_value(handle);
+                    // Handed back (and so closed) if the page went meanwhile.
+                    self.subscription.try_set_value(handle);
                 }
                 Err(e) => {
-                    self.status.set(None);
+                    self.status.try_set(None);
                     self.toasts.error(e.message);
                 }
             }
