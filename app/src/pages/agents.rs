@@ -178,7 +178,11 @@ fn AgentEditor(id: String) -> impl IntoView {
                 match result {
                     Ok(a) => {
                         toasts.info(format!("Agent saved (version {})", a.version));
-                        let created = agent_id.get_untracked().is_none();
+                        // Left while saving: the agent is saved; there is no page to show it.
+                        let Some(before) = agent_id.try_get_untracked() else {
+                            return;
+                        };
+                        let created = before.is_none();
                         agent_id.set(Some(a.id.clone()));
                         let id = a.id.clone();
                         fill(a);

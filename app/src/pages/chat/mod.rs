@@ -395,7 +395,10 @@ fn load_after_run(
         .await
         {
             conversation.set(Some(detail.conversation));
-            let list = messages.get_untracked();
+            // The conversation may have been left while the reply ended.
+            let Some(list) = messages.try_get_untracked() else {
+                return;
+            };
             for m in detail.messages {
                 if let Some(existing) = list.iter().find(|s| s.id.get_value() == m.id) {
                     existing.update(m);
