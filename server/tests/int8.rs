@@ -367,22 +367,19 @@ async fn a_running_server_offers_models_as_the_folder_changes() {
         "default_size = \"128x128\"\nallowed_sizes = [\"64x64\", \"128x128\"]\n",
     )
     .unwrap();
-    let started = std::time::Instant::now();
-    loop {
-        let listed = common::process::get(&http, easel.url("/api/models")).await;
-        let sizes: Vec<&str> = listed["image"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["default_size"].as_str().unwrap())
-            .collect();
-        if sizes == ["128x128", "128x128"] {
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "{listed}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    easel
+        .wait_for_models_where(
+            std::time::Duration::from_secs(60),
+            "the edited default size on both entries",
+            |listed| {
+                let sizes: Vec<&str> = listed["image"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["default_size"].as_str().unwrap())
+                    .collect();
+                sizes == ["128x128", "128x128"]
+            },
+        )
+        .await;
 }

@@ -66,7 +66,7 @@ impl LoadedModel {
 }
 
 /// Everything of a model but its UNet: what a folder's fp32 and int8 entries have in common
-/// (about 0.6 GB for SD 1.5, loaded once for both).
+/// (about 0.7 GB for SD 1.5, loaded once for both).
 pub struct ModelParts {
     pub tokenizer: ClipTokenizer,
     pub text_encoder: OnnxModel,
@@ -518,12 +518,10 @@ pub struct ModelInfo {
 
 /// A folder's entry, and its int8 variant when it has one.
 fn with_int8(dir: &Path) -> Vec<Arc<ModelEntry>> {
-    let fp32 = ModelEntry::open(dir);
-    let int8 = ModelEntry::open_int8(dir).map(|mut int8| {
-        int8.parts = fp32.parts.clone();
-        int8
-    });
-    std::iter::once(fp32).chain(int8).map(Arc::new).collect()
+    std::iter::once(ModelEntry::open(dir))
+        .chain(ModelEntry::open_int8(dir))
+        .map(Arc::new)
+        .collect()
 }
 
 /// All model folders, sorted by id.
@@ -535,10 +533,12 @@ pub struct Registry {
 impl Registry {
     /// A registry of exactly these folders (the command line names a folder directly).
     pub fn of_folders(dir: &Path, folders: &[PathBuf]) -> Registry {
-        Registry {
+        let mut registry = Registry {
             dir: dir.to_path_buf(),
             models: folders.iter().flat_map(|d| with_int8(d)).collect(),
-        }
+        };
+        registry.share_parts();
+        registry
     }
 
     pub fn scan(dir: &Path) -> Registry {
@@ -559,15 +559,17 @@ impl Registry {
                 }
             }
         }
-        Registry {
+        let mut registry = Registry {
             dir: dir.to_path_buf(),
             models,
-        }
+        };
+        registry.share_parts();
+        registry
     }
 
-    /// Points each new int8 entry at its fp32 sibling's shared parts: after a scan that kept
-    /// the fp32 entry (unchanged, sessions loaded) and added the int8 one, they would
-    /// otherwise load the encoders and decoders twice.
+    /// Points each int8 entry not yet shared (new) at its fp32 sibling's parts, so the two load
+    /// the encoders and decoders once: on every scan, and again after a rescan that kept the
+    /// fp32 entry (unchanged, sessions loaded) and added the int8 one.
     pub fn share_parts(&mut self) {
         let cells: Vec<(PathBuf, Arc<Mutex<Weak<ModelParts>>>)> = self
             .models

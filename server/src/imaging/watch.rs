@@ -92,18 +92,17 @@ pub(super) fn spawn(engine: &ImageEngine) {
             // Held only while looking: a dropped engine ends the watch.
             let Some(inner) = weak.upgrade() else { return };
             let engine = ImageEngine { inner };
-            let looked = tokio::task::spawn_blocking(move || {
-                let now = engine.folder_stamp_if_changed();
-                match now {
-                    Some(now) if settling.as_ref() == Some(&now) => {
-                        engine.rescan();
-                        None
-                    }
-                    other => other,
-                }
-            })
-            .await;
-            settling = looked.unwrap_or(None);
+            let looking = engine.clone();
+            let now = tokio::task::spawn_blocking(move || looking.folder_stamp_if_changed())
+                .await
+                .ok()
+                .flatten();
+            if now.is_some() && now == settling {
+                let _ = tokio::task::spawn_blocking(move || engine.rescan()).await;
+                settling = None;
+            } else {
+                settling = now;
+            }
         }
     });
 }

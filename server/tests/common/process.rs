@@ -83,6 +83,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The ids of the image models in an `/api/models` answer.
+pub fn image_models(models: &Value) -> Vec<&str> {
+    models["image"]
+        .as_array()
+        .map(|list| list.iter().filter_map(|m| m["id"].as_str()).collect())
+        .unwrap_or_default()
+}
+
 /// One `easel` process; killed when dropped.
 pub struct Easel {
     child: Child,
@@ -190,46 +198,49 @@ impl Easel {
     /// Waits until this node offers image models (workers announce theirs when they start);
     /// returns `/api/models`.
     pub async fn wait_for_models(&self) -> Value {
-        let client = client();
-        let started = Instant::now();
-        loop {
-            let models = get(&client, self.url("/api/models")).await;
-            if models["image_creation_available"] == true {
-                return models;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no image models reached {}: {models}",
-                self.base
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_for_models_where(Duration::from_secs(30), "image models", |models| {
+            models["image_creation_available"] == true
+        })
+        .await
     }
 
     /// Waits until this node offers exactly the image models `ids` (sorted), as a models folder
     /// change reaches it (a server looks at its folder every two seconds; other nodes learn of
     /// a worker's change when it advertises again); returns the default image model.
     pub async fn wait_for_image_models(&self, ids: &[&str]) -> String {
+        let what = format!("exactly the image models {ids:?}");
+        let models = self
+            .wait_for_models_where(Duration::from_secs(60), &what, |models| {
+                image_models(models) == ids
+            })
+            .await;
+        models["default_image_model"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Polls `/api/models` until `done` holds; returns it. Fails the test after `timeout`,
+    /// saying `what` it waited for and what was offered last.
+    pub async fn wait_for_models_where(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let client = client();
         let started = Instant::now();
         loop {
             let models = get(&client, self.url("/api/models")).await;
-            let offered: Vec<&str> = models["image"]
-                .as_array()
-                .map(|list| list.iter().filter_map(|m| m["id"].as_str()).collect())
-                .unwrap_or_default();
-            if offered == ids {
-                return models["default_image_model"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
+            if done(&models) {
+                return models;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{} still offers {offered:?}, not {ids:?}",
+                started.elapsed() < timeout,
+                "{} did not offer {what}: {models}",
                 self.base
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
