@@ -7,6 +7,8 @@
 //!
 //! What must hold: no answer is a 5xx, the server answers `/api/health` after every batch, and
 //! the process's memory stays bounded. The counts and the run time are printed for the record.
+//! An answer given before the body was read says `Connection: close`, so the suite's pooled
+//! client never sends into a connection the server is closing.
 
 mod common;
 
@@ -572,4 +574,47 @@ async fn a_wrong_method_with_a_large_body_gets_its_405() {
             assert_eq!(body["error"]["code"], code, "{path}: {body}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_given_before_the_body_was_read_closes_the_connection() {
+    // hyper closes a connection whose request body was left unread; a client that is not told
+    // so may send its next request into it and get no answer.
+    let s = Setup::default().start().await;
+    let closes = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("connection")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+    };
+    let refused = s
+        .client
+        .post(format!("{}/api/studio/prompt", s.base))
+        .header("origin", s.base.as_str())
+        .header("content-type", "text/plain")
+        .body(vec![b' '; 300 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 415);
+    assert!(closes(&refused), "{:?}", refused.headers());
+
+    // A body read to its end, or none, keeps the connection.
+    let read = s
+        .client
+        .post(format!("{}/api/conversations", s.base))
+        .header("origin", s.base.as_str())
+        .json(&json!({"title": "kept"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(read.status().is_success(), "{}", read.status());
+    assert!(!closes(&read), "{:?}", read.headers());
+    let health = s
+        .client
+        .get(format!("{}/api/health", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(!closes(&health), "{:?}", health.headers());
 }

@@ -6,11 +6,19 @@
 //! Each route also gets its body limit enforced before its handler reads a byte: a declared
 //! `Content-Length` over the limit is answered 413 at once, and a body without one is cut off
 //! at the limit (the extractor then answers 413). Both answers use the route family's error shape.
+//! Any answer given before the body was read to its end says `Connection: close`, as hyper
+//! then closes the connection.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
-use std::time::Duration;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
@@ -159,8 +167,60 @@ async fn limit_body(State(policy): State<BodyPolicy>, request: Request, next: Ne
         return response;
     }
     let (parts, body) = request.into_parts();
-    let limited = Body::new(http_body_util::Limited::new(body, policy.limit));
-    next.run(Request::from_parts(parts, limited)).await
+    let (body, read_to_end) = Tracked::new(http_body_util::Limited::new(body, policy.limit));
+    let mut response = next.run(Request::from_parts(parts, Body::new(body))).await;
+    // Answered without reading the whole body (refused on its headers, its query or its
+    // content type): hyper closes such a connection after the answer. Saying so lets a client
+    // with a connection pool open a new one instead of sending its next request into the
+    // closing one (which then gets no answer).
+    if !read_to_end.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that notes when it has been read to its end (an empty one has been).
+struct Tracked<B> {
+    inner: B,
+    read_to_end: Arc<AtomicBool>,
+}
+
+impl<B: HttpBody + Unpin> Tracked<B> {
+    fn new(inner: B) -> (Tracked<B>, Arc<AtomicBool>) {
+        let read_to_end = Arc::new(AtomicBool::new(inner.is_end_stream()));
+        let tracked = Tracked {
+            inner,
+            read_to_end: read_to_end.clone(),
+        };
+        (tracked, read_to_end)
+    }
+}
+
+impl<B: HttpBody + Unpin> HttpBody for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        // A reader may stop after the last bytes without asking for the end.
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read_to_end.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Reads a body and drops it (at most [`DRAIN_AT_MOST`], stopping when the client pauses), so
