@@ -8,6 +8,7 @@
 //! Commands: `setup`, `build [--release]`, `run [--release] [-- ARGS]`, `test`, `bench`.
 
 mod bench;
+mod disk;
 mod peers;
 mod setup;
 mod site;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("\nxtask: {message}");
+            disk::report(&root());
             ExitCode::FAILURE
         }
     }
@@ -155,6 +157,7 @@ fn postgres_for_tests() -> Option<String> {
 
 fn test() -> Result {
     let root = root();
+    disk::warn_if_short(&root);
     setup::all(&root)?;
     let ort = setup::onnxruntime(&root)?;
     exec(
