@@ -165,6 +165,8 @@ export const tests = [
       await ensureAdmin(baseUrl);
       await signIn(page, baseUrl, ADMIN, '/admin');
       const bo = await ensureUser(page, baseUrl);
+      // Again, so the list shows Bo also when this test runs alone (ensureUser made him).
+      await gotoApp(page, baseUrl, '/admin');
 
       // Settings: credits on, the model's cost.
       await page.getByRole('tab', { name: 'Settings' }).click();
@@ -179,18 +181,27 @@ export const tests = [
       assert.equal(saved.credits.enabled, true);
       assert.equal(saved.model_costs[MODEL], COST);
 
-      // The user gets 2 credits and no allowance (Users tab, Manage).
+      // The user gets 2 credits and no allowance (Users tab, Manage). The amount is typed before
+      // the allowance is saved: saving reloads the list, and the editor keeps what was typed
+      // (it was rebuilt with empty fields, and Set balance then said "enter a whole number").
       await page.getByRole('tab', { name: 'Users' }).click();
       await page.getByRole('button', { name: `Manage ${USER.name}` }).click();
       const editor = page.locator('#user-editor');
+      const row = page.locator('table.users tbody tr').filter({ hasText: USER.email });
+      await editor.getByLabel('Credits').fill('2');
       await editor.getByLabel('Allowance per period').fill('0');
+      const reloaded = page.waitForResponse(
+        (r) => r.request().method() === 'GET' && new URL(r.url()).pathname === '/api/admin/users',
+      );
       await editor.getByRole('button', { name: 'Save allowance' }).click();
       await ui.toast(page, 'status', 'Allowance saved').waitFor();
-      await editor.getByLabel('Credits').fill('2');
+      await reloaded;
+      await waitForText(row.locator('td').nth(5), '0');
+      assert.equal(await editor.getByLabel('Credits').inputValue(), '2', 'the typed amount survives the reload');
       await editor.getByRole('button', { name: 'Set balance' }).click();
       await ui.toast(page, 'status', 'Balance set to 2').waitFor();
-      const row = page.locator('table.users tbody tr').filter({ hasText: USER.email });
       await waitForText(row.locator('td').nth(4), '2');
+      await waitForText(editor.locator('p.small.muted'), /· 2 credits$/);
 
       // The admin in the Studio: the cost on the button, the balance beside it and in the menu.
       await gotoApp(page, baseUrl, '/studio');

@@ -174,13 +174,15 @@ fn Users() -> impl IntoView {
         });
     };
 
-    let selected_user = move || {
+    // The selected account as the newest list shows it; while the list reloads (after every
+    // change made in the editor) the last one seen stays, so the editor never blinks.
+    let selected_user = Memo::new(move |last: Option<&Option<AdminUser>>| {
         let id = selected.get()?;
-        users
-            .get()
-            .and_then(|r| r.ok())
-            .and_then(|list| list.into_iter().find(|u| u.id == id))
-    };
+        match users.get() {
+            Some(Ok(list)) => list.into_iter().find(|u| u.id == id),
+            _ => last.cloned().flatten().filter(|u| u.id == id),
+        }
+    });
 
     view! {
         <h2>"Users"</h2>
@@ -231,7 +233,11 @@ fn Users() -> impl IntoView {
             .into_any(),
             Err(e) => view! { <p class="error-text" role="alert">{e.message}</p> }.into_any(),
         })}
-        {move || selected_user().map(|u| view! { <UserEditor user=u on_change=Callback::new(move |_| reload())/> })}
+        // Built once per selected account, not per reload of the list: a rebuilt editor would
+        // wipe what the admin is typing in its other fields when one change is saved.
+        {move || selected.get().map(|_| view! {
+            <UserEditor user=selected_user.into() on_change=Callback::new(move |_| reload())/>
+        })}
         <form class="form inline-form" on:submit=create aria-labelledby="create-user-title">
             <h2 id="create-user-title">"Create a user"</h2>
             <div class="row">
@@ -258,15 +264,27 @@ fn Users() -> impl IntoView {
     .into_any()
 }
 
-/// The actions on one account, below the table.
+/// The actions on one account, below the table. `user` follows the list as it reloads; the
+/// fields keep what the admin typed.
 #[component]
-fn UserEditor(user: AdminUser, on_change: Callback<()>) -> impl IntoView {
+fn UserEditor(user: Signal<Option<AdminUser>>, on_change: Callback<()>) -> impl IntoView {
     let toasts = use_toasts();
     let session = use_session();
-    let id = StoredValue::new(user.id.clone());
-    let role = RwSignal::new(user.role.clone());
+    let first = user.get_untracked();
+    let id = StoredValue::new(first.as_ref().map(|u| u.id.clone()).unwrap_or_default());
+    let first_role = first
+        .as_ref()
+        .map(|u| u.role.clone())
+        .unwrap_or_else(|| "user".into());
+    let role = RwSignal::new(first_role.clone());
     let amount = RwSignal::new(String::new());
-    let allowance = RwSignal::new(user.allowance.map(|a| a.to_string()).unwrap_or_default());
+    let allowance = RwSignal::new(
+        first
+            .as_ref()
+            .and_then(|u| u.allowance)
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+    );
     let new_password = RwSignal::new(String::new());
     let error: RwSignal<Option<String>> = RwSignal::new(None);
 
@@ -296,36 +314,31 @@ fn UserEditor(user: AdminUser, on_change: Callback<()>) -> impl IntoView {
             }
         }
     };
-    let name = user.name.clone();
-    let (toggle_label, disable) = if user.pending {
-        ("Approve", false)
-    } else if user.disabled {
-        ("Enable", false)
-    } else {
-        ("Disable", true)
-    };
+    let toggle = move || user.with(|u| access_toggle(u.as_ref()));
     view! {
         <section id="user-editor" class="user-editor card" aria-labelledby="user-editor-title">
-            <h3 id="user-editor-title">{format!("{} · {}", user.name, user.email.clone().unwrap_or_default())}</h3>
-            <p class="small muted">{format!("{} · {} credits", status_of(&user), user.credits)}</p>
+            <h3 id="user-editor-title">{move || user.with(|u| u.as_ref().map(|u| format!("{} · {}", u.name, u.email.clone().unwrap_or_default())).unwrap_or_default())}</h3>
+            <p class="small muted">{move || user.with(|u| u.as_ref().map(|u| format!("{} · {} credits", status_of(u), u.credits)).unwrap_or_default())}</p>
             <div class="row">
                 <label class="field"><span>"Role"</span>
                     <select name="role" prop:value=move || role.get() on:change=move |e| role.set(event_target_value(&e))>
-                        <option value="user" selected=user.role == "user">"user"</option>
-                        <option value="admin" selected=user.role == "admin">"admin"</option>
+                        <option value="user" selected=first_role == "user">"user"</option>
+                        <option value="admin" selected=first_role == "admin">"admin"</option>
                     </select>
                 </label>
                 <button type="button" class="button" on:click=move |_| {
                     let r = role.get_untracked();
                     patch(UserPatch { role: Some(r.clone()), ..Default::default() }, format!("Role set to {r}"));
                 }>"Save role"</button>
-                <button type="button" class={if disable { "button danger" } else { "button" }} on:click={
-                    let name = name.clone();
-                    move |_| patch(
+                <button type="button" class=move || if toggle().1 { "button danger" } else { "button" } on:click=move |_| {
+                    let (disable, name) = user.with_untracked(|u| {
+                        (access_toggle(u.as_ref()).1, u.as_ref().map(|u| u.name.clone()).unwrap_or_default())
+                    });
+                    patch(
                         UserPatch { disabled: Some(disable), ..Default::default() },
                         format!("{name} {}", if disable { "is disabled" } else { "can sign in" }),
                     )
-                }>{toggle_label}</button>
+                }>{move || toggle().0}</button>
             </div>
             <div class="row">
                 <label class="field"><span>"Credits"</span>
@@ -370,6 +383,16 @@ fn UserEditor(user: AdminUser, on_change: Callback<()>) -> impl IntoView {
             </div>
             {move || error.get().map(|e| view! { <p class="error-text" role="alert">{e}</p> })}
         </section>
+    }
+}
+
+/// The access button for an account's state, and whether it disables: a pending account is
+/// approved, a disabled one enabled, any other disabled.
+fn access_toggle(user: Option<&AdminUser>) -> (&'static str, bool) {
+    match user {
+        Some(u) if u.pending => ("Approve", false),
+        Some(u) if u.disabled => ("Enable", false),
+        _ => ("Disable", true),
     }
 }
 
